@@ -1,0 +1,288 @@
+//! `sendmail -bs`: an SMTP dialogue on standard input and output, the client being the local
+//! user who runs it. Messages go into maildrop exactly as the plain sendmail command puts them
+//! there, so pickup records the same submitting uid. (The network SMTP server is separate.)
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::address;
+use crate::config::Config;
+use crate::queue::{Envelope, Notify, Origin, QueueError, Recipient, Ret, Submission};
+use crate::submit::maildrop;
+use crate::sysexits::EX_OK;
+
+/// Longest command line accepted (RFC 5321 says 512; Postfix allows more).
+const MAX_COMMAND: u64 = 2048;
+
+struct Transaction {
+    sender: String,
+    ret: Option<Ret>,
+    envid: Option<String>,
+    recipients: Vec<Recipient>,
+}
+
+pub fn run(cfg: &Config) -> i32 {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut session = Session { cfg, input: BufReader::new(stdin.lock()), out: stdout.lock() };
+    let _ = session.serve();
+    EX_OK
+}
+
+struct Session<'a, R, W> {
+    cfg: &'a Config,
+    input: R,
+    out: W,
+}
+
+impl<R: BufRead, W: Write> Session<'_, R, W> {
+    fn reply(&mut self, text: &str) -> io::Result<()> {
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let (code, rest) = line.split_at(3.min(line.len()));
+            let sep = if lines.peek().is_some() { "-" } else { " " };
+            write!(self.out, "{code}{sep}{rest}\r\n")?;
+        }
+        self.out.flush()
+    }
+
+    /// One line without its CRLF/LF; `None` at end of input. Over-long lines are read to their
+    /// end and reported as such.
+    fn read_line(&mut self, limit: u64) -> io::Result<Option<Result<Vec<u8>, ()>>> {
+        let mut line = Vec::new();
+        let n = Read::by_ref(&mut self.input).take(limit).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !line.ends_with(b"\n") && n as u64 == limit {
+            let mut rest = Vec::new();
+            self.input.read_until(b'\n', &mut rest)?;
+            return Ok(Some(Err(())));
+        }
+        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            line.pop();
+        }
+        Ok(Some(Ok(line)))
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        let banner = format!("220 {}", self.cfg.smtpd_banner());
+        self.reply(&banner)?;
+        let mut tx: Option<Transaction> = None;
+        while let Some(line) = self.read_line(MAX_COMMAND)? {
+            let Ok(line) = line else {
+                self.reply("500 5.5.2 Error: line too long")?;
+                continue;
+            };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+            let arg = arg.trim();
+            match verb.to_ascii_uppercase().as_str() {
+                "HELO" | "EHLO" if arg.is_empty() => {
+                    self.reply(&format!("501 5.5.4 Syntax: {} hostname", verb.to_ascii_uppercase()))?
+                }
+                "HELO" => {
+                    tx = None;
+                    self.reply(&format!("250 {}", self.cfg.myhostname()))?
+                }
+                "EHLO" => {
+                    tx = None;
+                    let text = format!(
+                        "250 {}\n250 PIPELINING\n250 SIZE {}\n250 ENHANCEDSTATUSCODES\n250 8BITMIME\n250 DSN",
+                        self.cfg.myhostname(),
+                        self.cfg.message_size_limit()
+                    );
+                    self.reply(&text)?
+                }
+                "MAIL" if tx.is_some() => self.reply("503 5.5.1 Error: nested MAIL command")?,
+                "MAIL" => match self.parse_mail(arg) {
+                    Ok(t) => {
+                        tx = Some(t);
+                        self.reply("250 2.1.0 Ok")?
+                    }
+                    Err(reply) => self.reply(&reply)?,
+                },
+                "RCPT" => match tx.as_mut() {
+                    None => self.reply("503 5.5.1 Error: need MAIL command")?,
+                    Some(t) => match parse_rcpt(arg) {
+                        Ok(r) => {
+                            t.recipients.push(r);
+                            self.reply("250 2.1.5 Ok")?
+                        }
+                        Err(reply) => self.reply(&reply)?,
+                    },
+                },
+                "DATA" if !arg.is_empty() => self.reply("501 5.5.4 Syntax: DATA")?,
+                "DATA" => match tx.take() {
+                    None => self.reply("503 5.5.1 Error: need RCPT command")?,
+                    Some(t) if t.recipients.is_empty() => {
+                        tx = Some(t);
+                        self.reply("503 5.5.1 Error: need RCPT command")?
+                    }
+                    Some(t) => {
+                        let reply = self.data(t)?;
+                        self.reply(&reply)?
+                    }
+                },
+                "RSET" => {
+                    tx = None;
+                    self.reply("250 2.0.0 Ok")?
+                }
+                "NOOP" => self.reply("250 2.0.0 Ok")?,
+                "VRFY" => self.reply("502 5.5.1 VRFY command is disabled")?,
+                "QUIT" => return self.reply("221 2.0.0 Bye"),
+                _ => self.reply("502 5.5.2 Error: command not recognized")?,
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_mail(&self, arg: &str) -> Result<Transaction, String> {
+        let (path, params) = split_path(arg, "FROM:").ok_or("501 5.5.4 Syntax: MAIL FROM:<address>")?;
+        let sender = address::parse_path(path).map_err(|e| format!("501 5.1.7 Bad sender address syntax: {e}"))?;
+        let mut t = Transaction { sender, ret: None, envid: None, recipients: Vec::new() };
+        for (key, value) in params {
+            match key.as_str() {
+                "SIZE" => {
+                    let size: u64 = value.parse().map_err(|_| "501 5.5.4 Bad message size syntax".to_string())?;
+                    let limit = self.cfg.message_size_limit();
+                    if limit > 0 && size > limit {
+                        return Err("552 5.3.4 Message size exceeds fixed limit".into());
+                    }
+                }
+                "BODY" if value.eq_ignore_ascii_case("7BIT") || value.eq_ignore_ascii_case("8BITMIME") => {}
+                "RET" if value.eq_ignore_ascii_case("FULL") => t.ret = Some(Ret::Full),
+                "RET" if value.eq_ignore_ascii_case("HDRS") => t.ret = Some(Ret::Hdrs),
+                "ENVID" if !value.is_empty() => t.envid = Some(value),
+                _ => return Err(format!("555 5.5.4 Unsupported option: {key}")),
+            }
+        }
+        Ok(t)
+    }
+
+    /// Receive the message text after DATA and queue it; returns the final reply.
+    fn data(&mut self, t: Transaction) -> io::Result<String> {
+        let opened = maildrop::open(self.cfg);
+        self.reply(match &opened {
+            Ok(_) => "354 End data with <CR><LF>.<CR><LF>",
+            Err(_) => "451 4.3.0 Error: queue file write error",
+        })?;
+        let (store, mut writer) = match opened {
+            Ok(o) => o,
+            Err(_) => return Ok(String::new()), // already answered instead of 354
+        };
+        let mut failure: Option<QueueError> = None;
+        loop {
+            let Some(line) = self.read_line(1 << 20)? else {
+                return Ok("451 4.3.0 Error: unexpected end of input".into());
+            };
+            let mut line = line.unwrap_or_default();
+            if line == b"." {
+                break;
+            }
+            if line.first() == Some(&b'.') {
+                line.remove(0); // dot-stuffing (RFC 5321 4.5.2)
+            }
+            line.push(b'\n');
+            if failure.is_none()
+                && let Err(e) = writer.write_content(&line)
+            {
+                failure = Some(e);
+            }
+        }
+        match failure {
+            Some(QueueError::TooBig { .. }) => return Ok("552 5.3.4 Message size exceeds fixed limit".into()),
+            Some(_) => return Ok("451 4.3.0 Error: queue file write error".into()),
+            None => {}
+        }
+        let envelope = Envelope {
+            sender: t.sender,
+            recipients: t.recipients,
+            arrival_us: writer.arrival_us(),
+            origin: Origin::Local { uid: nix::unistd::getuid().as_raw() },
+            envid: t.envid,
+            ret: t.ret,
+            attempts: 0,
+            next_attempt: 0,
+            submission: Some(Submission::default()),
+        };
+        Ok(match store.commit(writer, &envelope) {
+            Ok(id) => {
+                crate::control::wake_daemon(store.root());
+                format!("250 2.0.0 Ok: queued as {id}")
+            }
+            Err(_) => "451 4.3.0 Error: queue file write error".into(),
+        })
+    }
+}
+
+/// Split `FROM:<a@b> KEY=VALUE ...` into the path and upper-cased parameters.
+fn split_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<(String, String)>)> {
+    if arg.len() < keyword.len() || !arg[..keyword.len()].eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let (path, params) = if rest.starts_with('<') {
+        let end = rest.find('>')?;
+        (&rest[..=end], &rest[end + 1..])
+    } else {
+        rest.split_once(' ').unwrap_or((rest, ""))
+    };
+    let params = params
+        .split_whitespace()
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_ascii_uppercase(), v.to_string())
+        })
+        .collect();
+    Some((path, params))
+}
+
+fn parse_rcpt(arg: &str) -> Result<Recipient, String> {
+    let (path, params) = split_path(arg, "TO:").ok_or("501 5.5.4 Syntax: RCPT TO:<address>")?;
+    let address = address::parse_path(path).map_err(|e| format!("501 5.1.3 Bad recipient address syntax: {e}"))?;
+    if address.is_empty() {
+        return Err("501 5.1.3 Bad recipient address syntax".into());
+    }
+    let mut rcpt = Recipient::new(address);
+    for (key, value) in params {
+        match key.as_str() {
+            "NOTIFY" => {
+                for word in value.split(',') {
+                    rcpt.notify.push(match word.to_ascii_uppercase().as_str() {
+                        "NEVER" => Notify::Never,
+                        "SUCCESS" => Notify::Success,
+                        "FAILURE" => Notify::Failure,
+                        "DELAY" => Notify::Delay,
+                        _ => return Err("501 5.5.4 Error: Bad NOTIFY parameter syntax".into()),
+                    });
+                }
+            }
+            "ORCPT" if !value.is_empty() => rcpt.orcpt = Some(value),
+            _ => return Err(format!("555 5.5.4 Unsupported option: {key}")),
+        }
+    }
+    Ok(rcpt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_paths_and_params() {
+        let (p, params) = split_path("FROM:<a@b> SIZE=10 body=8bitmime", "FROM:").unwrap();
+        assert_eq!(p, "<a@b>");
+        assert_eq!(params, vec![("SIZE".into(), "10".into()), ("BODY".into(), "8bitmime".into())]);
+        assert_eq!(split_path("from: <>", "FROM:").unwrap().0, "<>");
+        assert!(split_path("TO:<a@b>", "FROM:").is_none());
+    }
+
+    #[test]
+    fn rcpt_dsn_parameters() {
+        let r = parse_rcpt("TO:<x@y> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y").unwrap();
+        assert_eq!(r.notify, vec![Notify::Success, Notify::Failure]);
+        assert_eq!(r.orcpt.as_deref(), Some("rfc822;x@y"));
+        assert!(parse_rcpt("TO:<x@y> NOTIFY=SOMETIMES").is_err());
+        assert!(parse_rcpt("TO:<>").is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! The parameter table: the one place a parameter is defined. Each entry gives
+//!
+//! ```text
+//! /// One-line description (also the accessor's doc).
+//! name: Kind = "default" [, derived = function] [, check = function];
+//! ```
+//!
+//! and the macro makes of it a [`ParamSpec`] in [`PARAMETERS`], a [`Param`] index, and a typed
+//! accessor `Config::name()`. Kinds: `Str` → `&str`, `List` → `&[String]`, `Bool` → `bool`,
+//! `Time('unit')` → `Duration` (the unit assumed for a bare number), `Size` → `u64`,
+//! `Int` → `i64`.
+//!
+//! Defaults are Postfix's (postconf(5), compatibility level 3.6), except the names and paths
+//! that are tidemail's own. A `derived` default is computed at load time (from the system, or
+//! from other parameters) and the default text is then only its description for `-d`-style
+//! listings of the table.
+
+use std::time::Duration;
+
+use super::Config;
+use super::checks::{self, Check, at_least};
+use super::derived::{self, Derive};
+use super::value::{Kind, Value};
+
+/// One parameter's definition.
+#[derive(Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The default value as Postfix writes it (`$name` unexpanded), or, for a derived
+    /// default, a description of it.
+    pub default: &'static str,
+    /// Computes the default instead of `default` (the system's hostname, interfaces...).
+    pub(crate) derive: Option<Derive>,
+    pub doc: &'static str,
+    pub(crate) check: Option<Check>,
+}
+
+macro_rules! parameters {
+    ( $(
+        #[doc = $doc:literal]
+        $name:ident : $kind:ident $( ( $unit:literal ) )? = $default:literal
+            $( , derived = $derive:path )?
+            $( , check = $check:expr )? ;
+    )* ) => {
+        /// Every parameter, named as in the table; `Param::x as usize` indexes [`PARAMETERS`].
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Param { $( $name, )* }
+
+        /// Every parameter's definition, in table order.
+        pub static PARAMETERS: &[ParamSpec] = &[ $(
+            ParamSpec {
+                name: stringify!($name),
+                kind: parameters!(@kind $kind $( $unit )?),
+                default: $default,
+                derive: parameters!(@option $( $derive )?),
+                doc: $doc.trim_ascii(),
+                check: parameters!(@option $( $check )?),
+            },
+        )* ];
+
+        impl Config { $(
+            #[doc = $doc]
+            pub fn $name(&self) -> parameters!(@type $kind) {
+                parameters!(@get self, Param::$name, $kind)
+            }
+        )* }
+    };
+
+    (@kind Time $unit:literal) => { Kind::Time($unit) };
+    (@kind $kind:ident) => { Kind::$kind };
+
+    (@option) => { None };
+    (@option $item:expr) => { Some($item) };
+
+    (@type Str) => { &str };
+    (@type List) => { &[String] };
+    (@type Bool) => { bool };
+    (@type Time) => { Duration };
+    (@type Size) => { u64 };
+    (@type Int) => { i64 };
+
+    (@get $config:ident, $param:expr, Str) => {
+        match $config.value($param) { Value::Str(text) => text, other => unreachable!("{other:?}") }
+    };
+    (@get $config:ident, $param:expr, List) => {
+        match $config.value($param) { Value::List(items) => items, other => unreachable!("{other:?}") }
+    };
+    (@get $config:ident, $param:expr, Bool) => {
+        match $config.value($param) { Value::Bool(yes) => *yes, other => unreachable!("{other:?}") }
+    };
+    (@get $config:ident, $param:expr, Time) => {
+        match $config.value($param) { Value::Time(time) => *time, other => unreachable!("{other:?}") }
+    };
+    (@get $config:ident, $param:expr, Size) => {
+        match $config.value($param) { Value::Size(bytes) => *bytes, other => unreachable!("{other:?}") }
+    };
+    (@get $config:ident, $param:expr, Int) => {
+        match $config.value($param) { Value::Int(number) => *number, other => unreachable!("{other:?}") }
+    };
+}
+
+parameters! {
+    // ---- Identity ----
+    /// This machine's fully qualified name: gethostname(), qualified from /etc/hosts, else .$mydomain.
+    myhostname: Str = "(the system's fully qualified name)",
+        derived = derived::myhostname, check = checks::hostname;
+    /// The local internet domain: $myhostname minus its first label.
+    mydomain: Str = "(derived from $myhostname)",
+        derived = derived::mydomain, check = checks::hostname;
+    /// The domain that locally-posted mail appears to come from.
+    myorigin: Str = "$myhostname", check = checks::non_empty;
+    /// The domains delivered locally (final destination).
+    mydestination: List = "$myhostname, localhost.$mydomain, localhost";
+    /// The product name in the SMTP greeting and in bounces.
+    mail_name: Str = "tidemail", check = checks::non_empty;
+    /// The SMTP server's greeting after the 220 code.
+    smtpd_banner: Str = "$myhostname ESMTP $mail_name", check = checks::non_empty;
+    /// The hostname the SMTP client sends in HELO/EHLO.
+    smtp_helo_name: Str = "$myhostname", check = checks::non_empty;
+
+    // ---- Network ----
+    /// Trusted client networks (default computed from mynetworks_style).
+    mynetworks: List = "(computed from mynetworks_style)", derived = derived::mynetworks;
+    /// How to compute the default mynetworks: host, subnet or class.
+    mynetworks_style: Str = "host", check = checks::mynetworks_style;
+    /// The local addresses the SMTP server listens on: all, loopback-only, or addresses.
+    inet_interfaces: List = "all", check = checks::non_empty;
+    /// The IP versions to use: all, ipv4, ipv6.
+    inet_protocols: List = "all", check = checks::inet_protocols;
+    /// Send non-local mail here instead of by MX lookup, e.g. [smtp.example.net]:587.
+    relayhost: Str = "";
+    /// Never look up hosts in DNS (off-line or hosts-file-only machines).
+    disable_dns_lookups: Bool = "no";
+
+    // ---- Routing ----
+    /// The transport for remote destinations.
+    default_transport: Str = "smtp", check = checks::non_empty;
+    /// The transport for the relay_domains.
+    relay_transport: Str = "relay", check = checks::non_empty;
+    /// The transport for $mydestination.
+    local_transport: Str = "local:$myhostname", check = checks::non_empty;
+    /// Domains this machine relays mail to (besides its own).
+    relay_domains: List = "";
+    /// Transports whose mail is queued but not delivered until flushed (dial-up links).
+    defer_transports: List = "";
+    /// Domains whose deferred mail can be flushed on request (ETRN, sendmail -qR).
+    fast_flush_domains: List = "$relay_domains";
+    /// Lookup tables from recipient domain or address to transport:nexthop.
+    transport_maps: List = "";
+    /// Deliver nothing permanently: turn hard bounces into deferrals (for testing).
+    soft_bounce: Bool = "no";
+
+    // ---- Address rewriting ----
+    /// Strip subdomains of these domains from addresses (e.g. host.example.com -> example.com).
+    masquerade_domains: List = "";
+    /// Local parts never masqueraded (e.g. root).
+    masquerade_exceptions: List = "";
+    /// Which addresses masquerading applies to.
+    masquerade_classes: List = "envelope_sender, header_sender, header_recipient",
+        check = checks::masquerade_classes;
+    /// Append @$myorigin to addresses without a domain.
+    append_at_myorigin: Bool = "yes";
+    /// Append .$mydomain to user@host addresses (off since Postfix 3.0).
+    append_dot_mydomain: Bool = "no";
+    /// Address mapping tables for sender and recipient addresses.
+    canonical_maps: List = "";
+    /// Address mapping tables for sender addresses only.
+    sender_canonical_maps: List = "";
+    /// Address mapping tables for recipient addresses only.
+    recipient_canonical_maps: List = "";
+    /// The separator between a user name and an address extension (e.g. +).
+    recipient_delimiter: Str = "";
+
+    // ---- Local delivery ----
+    /// Alias tables used by local delivery.
+    alias_maps: List = "hash:/etc/aliases";
+    /// Alias tables built by newaliases.
+    alias_database: List = "hash:/etc/aliases";
+    /// Deliver to mailboxes through this command (e.g. procmail) instead of mbox files.
+    mailbox_command: Str = "";
+    /// Mailbox file (or Maildir/ if it ends in /) relative to the user's home directory.
+    home_mailbox: Str = "";
+    /// The directory of the mbox files, when home_mailbox is empty.
+    mail_spool_directory: Str = "/var/mail", check = checks::absolute_path;
+    /// The largest mailbox or maildir file local delivery writes (bytes; 0 = no limit).
+    mailbox_size_limit: Size = "51200000";
+    /// The user that commands and files named in aliases and .forward run as by default.
+    default_privs: Str = "nobody", check = checks::unprivileged_user;
+    /// Where local mail may go to a |command: alias, forward, include.
+    allow_mail_to_commands: List = "alias, forward";
+    /// Where local mail may go to a /file: alias, forward, include.
+    allow_mail_to_files: List = "alias, forward";
+
+    // ---- Files and ownership ----
+    /// The queue's top directory.
+    queue_directory: Str = "/var/spool/tidemail", check = checks::absolute_path;
+    /// The directory of the configuration file.
+    config_directory: Str = "(the directory of the configuration file)",
+        derived = derived::config_directory, check = checks::absolute_path;
+    /// Where writable data other than the queue is kept (caches, state).
+    data_directory: Str = "/var/lib/tidemail", check = checks::absolute_path;
+    /// The unprivileged account that owns the queue and runs the daemons.
+    mail_owner: Str = "tidemail", check = checks::non_empty;
+
+    // ---- Sizes ----
+    /// The largest message accepted, in bytes, headers included (0 = no limit).
+    message_size_limit: Size = "10240000";
+    /// The most header text stored per message, in bytes.
+    header_size_limit: Size = "102400", check = at_least::<1>;
+    /// Longer lines are broken into pieces of this many bytes.
+    line_length_limit: Size = "2048", check = at_least::<512>;
+    /// Free space (bytes) the queue file system must keep before mail is accepted (0 = 1.5 x message_size_limit).
+    queue_minfree: Size = "0";
+    /// How much of the original message a bounce returns, in bytes.
+    bounce_size_limit: Size = "50000", check = at_least::<1>;
+
+    // ---- Queue timing ----
+    /// Deferred mail older than this is bounced (default unit: days; 0 = try once).
+    maximal_queue_lifetime: Time('d') = "5d";
+    /// Undeliverable bounces older than this are discarded (default unit: days).
+    bounce_queue_lifetime: Time('d') = "5d";
+    /// The least time between delivery attempts for a deferred message.
+    minimal_backoff_time: Time('s') = "300s", check = at_least::<1>;
+    /// The most time between delivery attempts for a deferred message.
+    maximal_backoff_time: Time('s') = "4000s", check = at_least::<1>;
+    /// How often the queue manager scans the deferred queue.
+    queue_run_delay: Time('s') = "300s", check = at_least::<1>;
+    /// Warn the sender after mail is delayed this long (0 = never).
+    delay_warning_time: Time('h') = "0h";
+
+    // ---- Queue manager ----
+    /// The most messages in the active queue.
+    qmgr_message_active_limit: Int = "20000", check = at_least::<1>;
+    /// The number of parallel deliveries a new destination starts with.
+    initial_destination_concurrency: Int = "5", check = at_least::<1>;
+    /// The most parallel deliveries to one destination.
+    default_destination_concurrency_limit: Int = "20", check = at_least::<0>;
+    /// The most parallel deliveries to one local recipient.
+    local_destination_concurrency_limit: Int = "2", check = at_least::<0>;
+    /// The most recipients per delivery.
+    default_destination_recipient_limit: Int = "50", check = at_least::<0>;
+    /// The most recipients per local delivery.
+    local_destination_recipient_limit: Int = "1", check = at_least::<0>;
+
+    // ---- Notification ----
+    /// Problem classes reported to the postmaster: bounce, 2bounce, data, delay, policy, protocol, resource, software.
+    notify_classes: List = "resource, software", check = checks::notify_classes;
+    /// Who gets the "bounce" class of notice.
+    bounce_notice_recipient: Str = "postmaster", check = checks::non_empty;
+    /// Who gets the "delay" class of notice.
+    delay_notice_recipient: Str = "postmaster", check = checks::non_empty;
+    /// Who gets the other classes of notice.
+    error_notice_recipient: Str = "postmaster", check = checks::non_empty;
+    /// The recipient of mail addressed to the null address.
+    empty_address_recipient: Str = "MAILER-DAEMON", check = checks::non_empty;
+
+    // ---- Logging ----
+    /// The program name in syslog records (mail log lines start "tidemail/...").
+    syslog_name: Str = "tidemail", check = checks::non_empty;
+    /// Log to this file instead of syslog ("" = syslog; /dev/stdout works under systemd).
+    maillog_file: Str = "", check = checks::absolute_path_or_empty;
+}
+
+impl Param {
+    /// The definition of this parameter.
+    pub fn spec(self) -> &'static ParamSpec {
+        &PARAMETERS[self as usize]
+    }
+}
+
+/// Finds a parameter's index by name.
+pub fn index_of(name: &str) -> Option<usize> {
+    PARAMETERS.iter().position(|spec| spec.name == name)
+}
+
+/// The parameter whose name is closest to a misspelt one, if any is close enough.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    PARAMETERS
+        .iter()
+        .map(|spec| (strsim::jaro_winkler(&name, spec.name), spec.name))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}

@@ -1,0 +1,170 @@
+//! `tidemail daemon`: runs in the foreground, picks up maildrop, runs the queue manager,
+//! answers the control socket. SIGTERM/SIGINT stop it after the step in progress (every queue
+//! change is atomic, so there is never half-written state); SIGHUP reloads the configuration.
+
+pub mod lock;
+pub mod privileges;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::queue::{QueueName, QueueStore, layout};
+use crate::sysexits::{EX_CONFIG, EX_OSERR, EX_SOFTWARE, EX_TEMPFAIL};
+use crate::{log, mail_fatal, mail_info, mail_warning, qmgr, submit};
+
+const SERVICE: &str = "master";
+
+/// Work for the queue worker thread.
+pub enum Work {
+    /// Look at maildrop now.
+    Wake,
+    /// Attempt every deferred message now.
+    Flush,
+    /// Use this configuration from now on.
+    Reload(Arc<Config>),
+    Stop,
+}
+
+/// Where the mail log goes for a daemon: maillog_file if set; syslog under systemd; else stderr.
+pub fn log_settings(cfg: &Config, foreground_stderr: bool) -> log::LogSettings {
+    let file = (!cfg.maillog_file().is_empty()).then(|| PathBuf::from(cfg.maillog_file()));
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+    log::LogSettings {
+        syslog_name: cfg.syslog_name().to_string(),
+        stderr: file.is_none() && (foreground_stderr || !under_systemd),
+        syslog: file.is_none() && under_systemd,
+        maillog_file: file,
+    }
+}
+
+pub fn run(config_path: &Path) -> i32 {
+    let cfg = match Config::load(config_path) {
+        Ok(cfg) => Arc::new(cfg),
+        Err(e) => {
+            eprintln!("tidemail: fatal: {e}");
+            return EX_CONFIG;
+        }
+    };
+    if let Err(e) = log::init(log_settings(&cfg, false)) {
+        eprintln!("tidemail: fatal: cannot open the mail log: {e}");
+        return EX_CONFIG;
+    }
+    let root = PathBuf::from(cfg.queue_directory());
+    let owner = match privileges::queue_owner(&cfg) {
+        Ok(owner) => owner,
+        Err(e) => {
+            mail_fatal!(SERVICE, "{e}");
+            return EX_CONFIG;
+        }
+    };
+    if let Err(e) = layout::ensure(&root, owner) {
+        mail_fatal!(SERVICE, "queue directory {}: {e}", root.display());
+        return EX_TEMPFAIL;
+    }
+    let _lock = match lock::acquire(&root) {
+        Ok(l) => l,
+        Err(e) => {
+            mail_fatal!(SERVICE, "{e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let listener = match server::bind(&root, owner) {
+        Ok(l) => l,
+        Err(e) => {
+            mail_fatal!(SERVICE, "control socket: {e}");
+            return EX_OSERR;
+        }
+    };
+    if let Some((uid, gid)) = owner
+        && let Err(e) = privileges::drop_to(uid, gid)
+    {
+        mail_fatal!(SERVICE, "{e}");
+        return EX_SOFTWARE;
+    }
+
+    let store = QueueStore::new(&root);
+    recover(&store);
+    mail_info!(SERVICE, "daemon started -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), config_path.display());
+
+    let (tx, rx) = mpsc::channel();
+    let worker = {
+        let (cfg, store) = (cfg.clone(), store.clone());
+        std::thread::Builder::new()
+            .name("queue".into())
+            .spawn(move || queue_worker(cfg, store, rx))
+            .expect("spawn queue worker")
+    };
+    let _ = tx.send(Work::Wake);
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            mail_fatal!(SERVICE, "cannot start the event loop: {e}");
+            return EX_OSERR;
+        }
+    };
+    let signal = runtime.block_on(server::serve(listener, store.clone(), tx.clone(), config_path.to_path_buf()));
+    let _ = tx.send(Work::Stop);
+    let _ = worker.join();
+    let _ = std::fs::remove_file(crate::control::socket_path(&root));
+    mail_info!(SERVICE, "terminating on signal {signal}");
+    0
+}
+
+/// Start-up recovery: files a crash left half-written are removed (maildrop ones only when
+/// old: a sendmail process may be writing one right now), and messages that were being
+/// handled go back to incoming.
+fn recover(store: &QueueStore) {
+    for queue in [QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold] {
+        if let Err(e) = store.remove_stale_temporaries(queue, Duration::ZERO) {
+            mail_warning!(SERVICE, "{}: {e}", queue.dir_name());
+        }
+    }
+    if let Err(e) = store.remove_stale_temporaries(QueueName::Maildrop, Duration::from_secs(3600)) {
+        mail_warning!(SERVICE, "maildrop: {e}");
+    }
+    if let Err(e) = qmgr::recover_active(store) {
+        mail_warning!(SERVICE, "active: {e}");
+    }
+}
+
+/// The one thread that changes the queue: pickup, then the queue manager. Serialising them
+/// here means no two steps ever work on the same file.
+fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work>) {
+    const MAILDROP_POLL: Duration = Duration::from_secs(1);
+    let mut next_deferred_scan = Instant::now();
+    loop {
+        let mut flush = false;
+        match rx.recv_timeout(MAILDROP_POLL) {
+            Ok(Work::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(Work::Reload(new)) => cfg = new,
+            Ok(Work::Flush) => flush = true,
+            Ok(Work::Wake) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // Coalesce a burst of wake-ups into one round.
+        while let Ok(more) = rx.try_recv() {
+            match more {
+                Work::Stop => return,
+                Work::Reload(new) => cfg = new,
+                Work::Flush => flush = true,
+                Work::Wake => {}
+            }
+        }
+        if let Err(e) = submit::pickup::pickup_all(&cfg, &store) {
+            mail_warning!("pickup", "maildrop: {e}");
+        }
+        if flush || Instant::now() >= next_deferred_scan {
+            next_deferred_scan = Instant::now() + cfg.queue_run_delay();
+            if let Err(e) = qmgr::release_deferred(&store, flush) {
+                mail_warning!("qmgr", "deferred: {e}");
+            }
+        }
+        if let Err(e) = qmgr::run_incoming(&cfg, &store) {
+            mail_warning!("qmgr", "incoming: {e}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! tidemail: a mail server for small offices and laptops on links that come and go.
+//!
+//! The modules follow the way a message travels:
+//! in (`submit`: the sendmail command and the daemon's pickup) → `cleanup` (the one door every
+//! message passes) → `queue` (durable files) → `qmgr` (scheduling; delivery agents come later) —
+//! with `config`, `control` (CLI ↔ daemon), `log` (Postfix-format mail log) and `daemon` beside.
+
+pub mod address;
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod log;
+pub mod message;
+pub mod qmgr;
+pub mod queue;
+pub mod submit;
+pub mod sysexits;

@@ -10,8 +10,9 @@
 //! - `queue_commit/writers1/{2KiB,100KiB}`: one thread committing messages one after another.
 //! - `queue_commit/writers10/{2KiB,100KiB}`: ten threads sharing one cloned `QueueStore`, each
 //!   committing its share; group commit lets the waiting writers share one syncfs.
-//! - `floor/writers1/{2KiB,100KiB}`: the same bytes written with bare std calls (create, write,
-//!   fdatasync, rename, directory fsync), no record format, no envelope: what the disk costs.
+//! - `floor/writers{1,10}/{2KiB,100KiB}`: the same bytes written with bare std calls (create,
+//!   write, fdatasync, rename, directory fsync), no record format, no envelope, no group
+//!   commit: what the disk costs, and what the kernel's own journal batching gives 10 writers.
 //!
 //! The queue lives in a temporary directory under `target/tmp` (same file system as the
 //! source tree; a tmpfs /tmp would make fsync free and the figures meaningless). Its type is
@@ -147,14 +148,38 @@ fn run_writers(store: &QueueStore, writers: usize, per_writer: u64, body: &[u8],
     })
 }
 
-/// The hardware floor: the same bytes, same durability steps, bare std calls.
-fn floor_one(dir: &Path, n: u64, body: &[u8]) {
-    let tmp = dir.join(format!(".tmp.floor.{n}"));
+/// The floor: the same bytes, the same durability steps, bare std calls, each writer on its
+/// own (concurrent fdatasyncs are batched only by the file system's journal, jbd2 on ext4).
+fn floor_one(dir: &Path, writer: usize, n: u64, body: &[u8]) {
+    let tmp = dir.join(format!(".tmp.floor.{writer}.{n}"));
     let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).expect("create");
     f.write_all(body).expect("write");
     f.sync_data().expect("fdatasync");
-    fs::rename(&tmp, dir.join(format!("floor{n}"))).expect("rename");
+    fs::rename(&tmp, dir.join(format!("floor.{writer}.{n}"))).expect("rename");
     File::open(dir).expect("open dir").sync_all().expect("fsync dir");
+}
+
+fn run_floor(dir: &Path, writers: usize, per_writer: u64, body: &[u8]) -> Duration {
+    let start = Barrier::new(writers + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    for n in 0..per_writer {
+                        floor_one(dir, w, n, body);
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        let t = Instant::now();
+        for h in handles {
+            h.join().expect("floor thread");
+        }
+        t.elapsed()
+    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -191,21 +216,19 @@ fn bench(c: &mut Criterion) {
     fs::create_dir(&floor_dir).expect("floor dir");
     let mut group = c.benchmark_group("floor");
     group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(2));
-    group.measurement_time(Duration::from_secs(6)).nresamples(10_000);
-    group.throughput(Throughput::Elements(1));
-    for (size, label) in SIZES {
-        let body = message(size);
-        group.bench_with_input(BenchmarkId::new("writers1", label), &body, |b, body| {
-            b.iter_custom(|iters| {
-                let t = Instant::now();
-                for n in 0..iters {
-                    floor_one(&floor_dir, n, body);
-                }
-                let took = t.elapsed();
-                clear(&floor_dir);
-                took
-            })
-        });
+    group.measurement_time(Duration::from_secs(8)).nresamples(10_000);
+    for writers in WRITERS {
+        for (size, label) in SIZES {
+            let body = message(size);
+            group.throughput(Throughput::Elements(writers as u64));
+            group.bench_with_input(BenchmarkId::new(format!("writers{writers}"), label), &body, |b, body| {
+                b.iter_custom(|iters| {
+                    let took = run_floor(&floor_dir, writers, iters, body);
+                    clear(&floor_dir);
+                    took
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -85,8 +85,8 @@ fn garbled_deferred_file_is_set_aside_on_flush() {
     let id = env.files("deferred").remove(0);
     let path = env.queue.join("deferred").join(&id);
     let mut bytes = fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 10] ^= 0xff; // inside the end record
+    let at = bytes.windows(8).position(|w| w == b"\"sender\"").expect("envelope record");
+    bytes[at + 3] ^= 0x20; // one bit inside the envelope record
     fs::write(&path, &bytes).unwrap();
     assert!(env.tidemail(&["flush"]).status().unwrap().success());
     wait_for("set aside", Duration::from_secs(10), || env.files("corrupt").len() == 1);
@@ -132,6 +132,8 @@ fn sighup_reloads_and_a_broken_config_is_refused() {
     fs::write(&env.config, format!("{original}no_such_parameter = 1\n")).unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_log("reload refused");
+    assert!(daemon.log().contains("no_such_parameter"), "{}", daemon.log());
+    fs::write(&env.config, &original).unwrap(); // so that the flush command itself can start
     assert!(env.tidemail(&["flush"]).status().unwrap().success(), "daemon died on a bad reload");
 }
 

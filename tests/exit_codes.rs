@@ -54,7 +54,7 @@ fn cannot_create_is_73() {
     let env = Env::new();
     assert!(env.sendmail(&["r@remote.example"], &message(1, "")).status.success()); // creates the tree
     let maildrop = env.queue.join("maildrop");
-    fs::remove_dir(&maildrop).unwrap();
+    fs::remove_dir_all(&maildrop).unwrap();
     fs::write(&maildrop, b"not a directory").unwrap();
     let (code, err) = code_and_error(env.sendmail(&["r@remote.example"], &message(2, "")));
     assert_eq!(code, Some(73), "{err}");
@@ -81,7 +81,7 @@ fn unwritable_queue_is_75() {
     let maildrop = env.queue.join("maildrop");
     fs::set_permissions(&maildrop, fs::Permissions::from_mode(0o3730)).unwrap();
     let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    cmd.args(["--reuid=1", "--regid=1", "--clear-groups", "--"]) // not mail_owner (nobody)
         .arg(env.bin.join("sendmail"))
         .arg("r@remote.example")
         .env("TIDEMAIL_CONFIG", &env.config);

@@ -26,15 +26,18 @@ fn submitted_while_daemon_down_then_picked_up_at_start() {
     // mailq sees the message before the daemon ever ran.
     let q = env.mailq();
     assert!(q.contains("tom@test.example") && q.contains("jerry@remote.example"), "{q}");
-    assert!(q.contains("-- 1 Kbytes in 1 Request."), "{q}");
+    // Postfix truncates the total: a small message is "0 Kbytes".
+    assert!(q.contains("-- 0 Kbytes in 1 Request."), "{q}");
 
     let daemon = env.start_daemon();
-    wait_for("pickup", Duration::from_secs(10), || env.files("maildrop").is_empty() && env.files("deferred").len() == 1);
+    wait_for("pickup", Duration::from_secs(10), || {
+        env.files("maildrop").is_empty() && env.files("deferred").len() == 1
+    });
     let id = env.files("deferred").remove(0);
     daemon.wait_log(&format!("{id}: to=<jerry@remote.example>"));
     let log = daemon.log();
     let uid = nix::unistd::getuid().as_raw();
-    assert!(log.contains(&format!("tidemail/pickup[")), "{log}");
+    assert!(log.contains("tidemail/pickup["), "{log}");
     assert!(log.contains(&format!("{id}: uid={uid} from=<tom@test.example>")), "{log}");
     assert!(log.contains(&format!("{id}: message-id=<test-1@test.example>")), "{log}");
     assert!(log.contains(&format!("{id}: from=<tom@test.example>, size=")), "{log}");
@@ -43,7 +46,7 @@ fn submitted_while_daemon_down_then_picked_up_at_start() {
     assert!(log.contains("dsn=4.3.2, status=deferred (deferred transport)"), "{log}");
 
     let q = env.mailq();
-    assert!(q.starts_with("-Queue ID-"), "{q}");
+    assert!(q.starts_with("----Queue ID----- --Size-- ---Arrival Time----"), "{q}");
     assert!(q.contains(&id) && q.contains("(deferred transport)"), "{q}");
 
     // Held mail does not use up its attempts.
@@ -64,7 +67,7 @@ fn picked_up_promptly_while_daemon_runs_and_headers_added() {
     assert!(text.starts_with("Received: by mail.test.example (tidemail, from userid"), "{text}");
     assert!(text.contains(&format!("From: Tom Cat <{user}@mail.test.example>\n")), "{text}");
     assert!(text.contains("\nDate: "), "{text}");
-    assert!(text.contains(&format!("Message-ID: <")) && text.contains(&format!(".{id}@mail.test.example>")), "{text}");
+    assert!(text.contains("Message-ID: <") && text.contains(&format!(".{id}@mail.test.example>")), "{text}");
     assert!(text.ends_with("\nhi\n"), "{text}");
     let entry = env.store().read_entry(QueueName::Deferred, &id).unwrap();
     assert_eq!(entry.envelope.sender, format!("{user}@mail.test.example"));
@@ -80,7 +83,13 @@ fn dash_t_takes_to_cc_bcc_and_removes_bcc() {
     let id = env.files("maildrop").remove(0);
     let entry = env.store().read_entry(QueueName::Maildrop, &id).unwrap();
     let rcpts: Vec<_> = entry.envelope.recipients.iter().map(|r| r.address.as_str()).collect();
-    for want in ["extra@remote.example", "anne@remote.example", "bob@remote.example", "carl@remote.example", "secret@remote.example"] {
+    for want in [
+        "extra@remote.example",
+        "anne@remote.example",
+        "bob@remote.example",
+        "carl@remote.example",
+        "secret@remote.example",
+    ] {
         assert!(rcpts.contains(&want), "{want} missing from {rcpts:?}");
     }
     let text = content_of(&env, QueueName::Maildrop, &id);
@@ -95,7 +104,8 @@ fn dot_ends_input_unless_dash_i() {
     assert!(env.sendmail(&["a@remote.example"], b"Subject: x\n\nbefore\n.\nafter\n").status.success());
     assert!(env.sendmail(&["-oi", "b@remote.example"], b"Subject: y\n\nbefore\n.\nafter\n").status.success());
     let store = env.store();
-    let mut bodies: Vec<String> = env.files("maildrop").iter().map(|id| content_of(&env, QueueName::Maildrop, id)).collect();
+    let mut bodies: Vec<String> =
+        env.files("maildrop").iter().map(|id| content_of(&env, QueueName::Maildrop, id)).collect();
     bodies.sort_by_key(|b| b.len());
     assert!(bodies[0].ends_with("before\n"), "{}", bodies[0]);
     assert!(bodies[1].ends_with("before\n.\nafter\n"), "{}", bodies[1]);
@@ -165,7 +175,10 @@ fn sendmail_bs_rejects_out_of_order_commands() {
 #[test]
 fn dsn_options_are_recorded() {
     let env = Env::new();
-    let out = env.sendmail(&["-N", "success,delay", "-R", "hdrs", "-V", "env-42", "-f", "s@test.example", "r@remote.example"], &message(1, ""));
+    let out = env.sendmail(
+        &["-N", "success,delay", "-R", "hdrs", "-V", "env-42", "-f", "s@test.example", "r@remote.example"],
+        &message(1, ""),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = env.files("maildrop").remove(0);
     let env_ = env.store().read_entry(QueueName::Maildrop, &id).unwrap().envelope;

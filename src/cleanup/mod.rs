@@ -62,10 +62,8 @@ pub fn cleanup(
         return Err(CleanupError::NoRecipients);
     }
 
-    let limits = HeaderLimits {
-        header_size_limit: cfg.header_size_limit(),
-        line_length_limit: cfg.line_length_limit(),
-    };
+    let limits =
+        HeaderLimits { header_size_limit: cfg.header_size_limit(), line_length_limit: cfg.line_length_limit() };
     let (mut headers, body_start) =
         message::read_header_block(content, &limits).map_err(|e| CleanupError::Input(io::Error::other(e)))?;
 

@@ -5,9 +5,9 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use signal_hook::SigId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::low_level::{register, unregister};
-use signal_hook::SigId;
 
 use crate::sysexits::EX_TEMPFAIL;
 

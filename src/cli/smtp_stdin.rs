@@ -38,9 +38,10 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
     fn reply(&mut self, text: &str) -> io::Result<()> {
         let mut lines = text.lines().peekable();
         while let Some(line) = lines.next() {
-            let (code, rest) = line.split_at(3.min(line.len()));
+            // Each line is "CODE text"; continuation lines get "CODE-text".
+            let (code, text) = line.split_once(' ').unwrap_or((line, ""));
             let sep = if lines.peek().is_some() { "-" } else { " " };
-            write!(self.out, "{code}{sep}{rest}\r\n")?;
+            write!(self.out, "{code}{sep}{text}\r\n")?;
         }
         self.out.flush()
     }

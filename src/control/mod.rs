@@ -56,7 +56,8 @@ pub fn request(queue_directory: &Path, req: &Request, timeout: Duration) -> io::
     (&stream).write_all(&line)?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply)?;
-    serde_json::from_str(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad reply from daemon: {e}")))
+    serde_json::from_str(&reply)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad reply from daemon: {e}")))
 }
 
 /// True if the error means "no daemon is listening" rather than a failure to talk to one.

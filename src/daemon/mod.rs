@@ -88,7 +88,12 @@ pub fn run(config_path: &Path) -> i32 {
 
     let store = QueueStore::new(&root);
     recover(&store);
-    mail_info!(SERVICE, "daemon started -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), config_path.display());
+    mail_info!(
+        SERVICE,
+        "daemon started -- version {}, configuration {}",
+        env!("CARGO_PKG_VERSION"),
+        config_path.display()
+    );
 
     let (tx, rx) = mpsc::channel();
     let worker = {

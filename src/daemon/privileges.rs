@@ -3,7 +3,7 @@
 //! delivery, which does, arrives with its own privileged helper). Started as an ordinary
 //! user, everything runs as that user and mail_owner is not used.
 
-use nix::unistd::{Gid, Uid, User, geteuid, getegid, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Uid, User, getegid, geteuid, setgid, setgroups, setuid};
 
 use crate::config::Config;
 

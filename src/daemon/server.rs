@@ -90,7 +90,12 @@ fn reload(config_path: &Path, work: &Sender<Work>) {
                 mail_warning!(SERVICE, "reload: mail log: {e}");
             }
             let _ = work.send(Work::Reload(Arc::new(cfg)));
-            mail_info!(SERVICE, "reload -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), config_path.display());
+            mail_info!(
+                SERVICE,
+                "reload -- version {}, configuration {}",
+                env!("CARGO_PKG_VERSION"),
+                config_path.display()
+            );
         }
         Err(e) => mail_error!(SERVICE, "reload refused, keeping the running configuration: {e}"),
     }

@@ -67,7 +67,9 @@ pub fn run_incoming(cfg: &Config, store: &QueueStore) -> io::Result<usize> {
 
 fn set_aside(store: &QueueStore, queue: QueueName, id: &str, why: &str) {
     match store.set_aside(queue, id) {
-        Ok(target) => mail_warning!(SERVICE, "{}/{id}: corrupt queue file ({why}): moved to corrupt/{target}", queue.dir_name()),
+        Ok(target) => {
+            mail_warning!(SERVICE, "{}/{id}: corrupt queue file ({why}): moved to corrupt/{target}", queue.dir_name())
+        }
         Err(e) => mail_warning!(SERVICE, "{}/{id}: corrupt queue file ({why}); cannot move it: {e}", queue.dir_name()),
     }
 }
@@ -82,7 +84,13 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         return Ok(());
     }
     let entered_us = now_us();
-    mail_info!(SERVICE, "{id}: from=<{}>, size={}, nrcpt={} (queue active)", env.sender, entry.size, env.recipients.len());
+    mail_info!(
+        SERVICE,
+        "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+        env.sender,
+        entry.size,
+        env.recipients.len()
+    );
     store.move_to(id, QueueName::Incoming, QueueName::Active)?;
 
     let mut updates = Vec::new();
@@ -90,7 +98,7 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
     for &index in &pending {
         let rcpt = &env.recipients[index];
         let transport = route::transport_for(cfg, &rcpt.address);
-        let (dsn, reason) = if cfg.defer_transports().iter().any(|t| *t == transport) {
+        let (dsn, reason) = if cfg.defer_transports().contains(&transport) {
             ("4.3.2", "deferred transport".to_string())
         } else {
             attempted = true;
@@ -111,7 +119,12 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
                 text: &reason,
             },
         );
-        updates.push(Update::Recipient { index, state: RcptState::Pending, dsn: Some(dsn.into()), reason: Some(reason) });
+        updates.push(Update::Recipient {
+            index,
+            state: RcptState::Pending,
+            dsn: Some(dsn.into()),
+            reason: Some(reason),
+        });
     }
     if attempted {
         let attempts = env.attempts + 1;

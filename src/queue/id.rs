@@ -69,9 +69,8 @@ mod tests {
     #[test]
     fn sorts_by_arrival() {
         let mut last = String::new();
-        for (i, t) in [0i64, 1, 999_999, 1_000_000, 52_000_000, 1_795_321_106_000_000, 9_000_000_000_000_000]
-            .iter()
-            .enumerate()
+        for (i, t) in
+            [0i64, 1, 999_999, 1_000_000, 52_000_000, 1_795_321_106_000_000, 9_000_000_000_000_000].iter().enumerate()
         {
             let id = queue_id(*t, 1_000 - i as u64);
             assert!(id > last, "{id} after {last}");

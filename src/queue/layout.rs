@@ -66,8 +66,7 @@ fn make_dir(path: &Path, mode: u32, owner: Option<(Uid, Gid)>) -> io::Result<()>
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| io::Error::new(e.kind(), format!("chmod {}: {e}", path.display())))?;
     if let Some((uid, gid)) = owner {
-        chown(path, Some(uid), Some(gid))
-            .map_err(|e| io::Error::other(format!("chown {}: {e}", path.display())))?;
+        chown(path, Some(uid), Some(gid)).map_err(|e| io::Error::other(format!("chown {}: {e}", path.display())))?;
         // chown clears set-gid on some systems; restore the mode.
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }

@@ -215,9 +215,8 @@ pub fn scan(f: &mut (impl Read + Seek)) -> Result<Layout, FormatError> {
                         layout.envelope = payload;
                     }
                     Kind::End if seen_envelope && !seen_end => {
-                        let size = u64::from_le_bytes(
-                            payload.as_slice().try_into().map_err(|_| bad("bad end record"))?,
-                        );
+                        let size =
+                            u64::from_le_bytes(payload.as_slice().try_into().map_err(|_| bad("bad end record"))?);
                         if size != layout.content_size {
                             return Err(bad(format!(
                                 "content is {} bytes, end record says {size}",

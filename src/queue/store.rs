@@ -150,7 +150,8 @@ impl QueueStore {
     /// set aside; a directory that cannot be read is an error (mailq then asks the daemon).
     pub fn list_entries(&self) -> io::Result<Vec<QueueEntry>> {
         let mut entries = Vec::new();
-        for queue in [QueueName::Maildrop, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold] {
+        for queue in [QueueName::Maildrop, QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold]
+        {
             for id in self.list(queue)? {
                 match self.read_entry(queue, &id) {
                     Ok(entry) => entries.push(entry),
@@ -400,19 +401,11 @@ fn make_durable(batch: Vec<(u64, Job)>) -> Vec<(u64, io::Result<String>)> {
     // 1. Data on disk: one file → fdatasync; several → one syncfs for all of them.
     let synced = match batch.as_slice() {
         [(_, only)] => only.file.sync_data(),
-        [(_, first), ..] => {
-            // SAFETY: syncfs takes any open descriptor of the file system; ours is valid.
-            if unsafe { libc::syncfs(first.file.as_raw_fd()) } == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
+        [(_, first), ..] => syncfs(&first.file),
         [] => Ok(()),
     };
     // 2. Rename each into place under its queue ID; 3. one fsync per directory.
-    let mut results = Vec::with_capacity(batch.len());
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut renamed = Vec::with_capacity(batch.len());
     for (ticket, job) in batch {
         let result = match &synced {
             Ok(()) => rename_to_id(&job),
@@ -420,23 +413,41 @@ fn make_durable(batch: Vec<(u64, Job)>) -> Vec<(u64, io::Result<String>)> {
         };
         if result.is_err() {
             let _ = fs::remove_file(&job.tmp);
-        } else if !dirs.contains(&job.dir) {
-            dirs.push(job.dir.clone());
         }
-        results.push((ticket, result, job.dir));
+        renamed.push((ticket, result, job));
     }
-    let dir_sync: Vec<(PathBuf, Result<(), String>)> =
-        dirs.into_iter().map(|d| { let r = fsync_dir(&d).map_err(|e| e.to_string()); (d, r) }).collect();
-    results
+    let mut dir_results: Vec<(PathBuf, Result<(), String>)> = Vec::new();
+    for (_, result, job) in &renamed {
+        if result.is_ok() && !dir_results.iter().any(|(d, _)| *d == job.dir) {
+            let synced = sync_entries(&job.dir, &job.file).map_err(|e| e.to_string());
+            dir_results.push((job.dir.clone(), synced));
+        }
+    }
+    renamed
         .into_iter()
-        .map(|(ticket, result, dir)| {
-            let result = result.and_then(|id| match dir_sync.iter().find(|(d, _)| *d == dir) {
-                Some((_, Err(e))) => Err(io::Error::other(format!("fsync of {}: {e}", dir.display()))),
+        .map(|(ticket, result, job)| {
+            let result = result.and_then(|id| match dir_results.iter().find(|(d, _)| *d == job.dir) {
+                Some((_, Err(e))) => Err(io::Error::other(format!("fsync of {}: {e}", job.dir.display()))),
                 _ => Ok(id),
             });
             (ticket, result)
         })
         .collect()
+}
+
+/// Make the new names in `dir` durable. An ordinary user submitting to maildrop may not open
+/// that directory (it is not readable to others, see layout.rs); then a syncfs through the
+/// file we wrote commits the whole file system, the new name included.
+fn sync_entries(dir: &Path, file: &File) -> io::Result<()> {
+    match fsync_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => syncfs(file),
+        other => other,
+    }
+}
+
+fn syncfs(file: &File) -> io::Result<()> {
+    // SAFETY: syncfs takes any open descriptor of the file system; ours is valid.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Rename without ever replacing an existing message. A collision needs a clock stepped back

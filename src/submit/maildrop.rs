@@ -9,7 +9,9 @@ use std::path::Path;
 use crate::address;
 use crate::config::Config;
 use crate::message::{self, HeaderLimits};
-use crate::queue::{self, Envelope, MessageWriter, Notify, Origin, QueueError, QueueName, QueueStore, Recipient, Ret, Submission};
+use crate::queue::{
+    self, Envelope, MessageWriter, Notify, Origin, QueueError, QueueName, QueueStore, Recipient, Ret, Submission,
+};
 use crate::sysexits::{EX_CANTCREAT, EX_DATAERR, EX_TEMPFAIL, EX_USAGE};
 
 /// Why a submission failed, each with its sysexits code.
@@ -116,14 +118,13 @@ pub fn submit(cfg: &Config, request: LocalSubmission, input: &mut dyn BufRead) -
         recipients.extend(parsed);
     }
     if recipients.is_empty() && !request.extract_recipients {
-        return Err(SubmitError::Usage(
-            "no recipients specified: give them on the command line or use -t".into(),
-        ));
+        return Err(SubmitError::Usage("no recipients specified: give them on the command line or use -t".into()));
     }
 
-    let limits = HeaderLimits { header_size_limit: cfg.header_size_limit(), line_length_limit: cfg.line_length_limit() };
-    let (mut headers, body_start) =
-        message::read_header_block(input, &limits).map_err(|e| SubmitError::Data(format!("cannot read message: {e}")))?;
+    let limits =
+        HeaderLimits { header_size_limit: cfg.header_size_limit(), line_length_limit: cfg.line_length_limit() };
+    let (mut headers, body_start) = message::read_header_block(input, &limits)
+        .map_err(|e| SubmitError::Data(format!("cannot read message: {e}")))?;
     if request.extract_recipients {
         recipients.extend(message::extract_recipients(&headers));
         message::remove_bcc(&mut headers);

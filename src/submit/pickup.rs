@@ -27,6 +27,8 @@ pub enum Outcome {
     Retry,
     /// Gone before we got to it.
     Vanished,
+    /// Refused, but it cannot be moved (a user's directory): left where it is, ignored.
+    Ignored,
 }
 
 /// Pick up everything in maildrop; returns the IDs queued in incoming.
@@ -36,16 +38,34 @@ pub fn pickup_all(cfg: &Config, store: &QueueStore) -> io::Result<Vec<String>> {
         match pickup_one(cfg, store, &name) {
             Outcome::Queued(id) => queued.push(id),
             Outcome::Retry => break, // the same problem would hit the next file too
-            Outcome::SetAside | Outcome::Vanished => {}
+            Outcome::SetAside | Outcome::Vanished | Outcome::Ignored => {}
         }
     }
     Ok(queued)
 }
 
-/// Open a maildrop file without following links or blocking on FIFOs, and check it is a plain
-/// file with one link. Returns the file and its owner.
+/// Why a maildrop entry is not a plain file with one link, if it is not.
+fn refuse(meta: &std::fs::Metadata) -> Option<String> {
+    if meta.file_type().is_symlink() {
+        Some("is a symbolic link".into())
+    } else if !meta.file_type().is_file() {
+        Some("is not a regular file".into())
+    } else if meta.nlink() != 1 {
+        Some(format!("has {} hard links", meta.nlink()))
+    } else {
+        None
+    }
+}
+
+/// Open a maildrop file without following links or blocking on FIFOs, and check (before and
+/// after opening, against a swap in between) that it is a plain file with one link. Returns
+/// the file and its owner.
 fn open_untrusted(store: &QueueStore, name: &str) -> Result<(File, u32), String> {
     let path = store.path(QueueName::Maildrop, name);
+    let before = path.symlink_metadata().map_err(|e| e.to_string())?;
+    if let Some(why) = refuse(&before) {
+        return Err(why);
+    }
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
@@ -55,11 +75,11 @@ fn open_untrusted(store: &QueueStore, name: &str) -> Result<(File, u32), String>
             _ => e.to_string(),
         })?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.file_type().is_file() {
-        return Err("is not a regular file".into());
+    if let Some(why) = refuse(&meta) {
+        return Err(why);
     }
-    if meta.nlink() != 1 {
-        return Err(format!("has {} hard links", meta.nlink()));
+    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+        return Err("was replaced while being opened".into());
     }
     Ok((file, meta.uid()))
 }
@@ -120,8 +140,16 @@ fn set_aside(store: &QueueStore, name: &str, why: &str) -> Outcome {
             Outcome::SetAside
         }
         Err(e) => {
-            mail_warning!(SERVICE, "maildrop/{name}: {why}; cannot move it to corrupt/: {e}");
-            Outcome::Retry
+            // A directory a user made in maildrop cannot be moved by us (that needs write
+            // access to the directory itself). It must not stop pickup of everything else,
+            // nor fill the log once a second: say it once per daemon and pass it by.
+            static REPORTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+            if !reported.iter().any(|n| n == name) {
+                mail_warning!(SERVICE, "maildrop/{name}: {why}; cannot move it to corrupt/ ({e}): ignored");
+                reported.push(name.to_string());
+            }
+            Outcome::Ignored
         }
     }
 }

@@ -151,7 +151,20 @@ impl Daemon {
     }
 
     pub fn wait_log(&self, what: &str) {
-        wait_for(&format!("log line containing {what:?}"), Duration::from_secs(10), || self.log().contains(what));
+        self.wait_until(&format!("log line containing {what:?}"), || self.log().contains(what));
+    }
+
+    /// Like `wait_for` (10 s), with the daemon's log in the failure message.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn exited(&self) -> bool {
@@ -186,7 +199,10 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -202,5 +218,6 @@ impl Drop for Daemon {
 
 /// A small message with a known Message-ID.
 pub fn message(n: usize, extra_headers: &str) -> Vec<u8> {
-    format!("Subject: test {n}\nMessage-ID: <test-{n}@test.example>\n{extra_headers}\nbody of message {n}\n").into_bytes()
+    format!("Subject: test {n}\nMessage-ID: <test-{n}@test.example>\n{extra_headers}\nbody of message {n}\n")
+        .into_bytes()
 }

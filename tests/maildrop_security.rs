@@ -104,15 +104,8 @@ fn uid_cannot_be_forged_and_links_and_fifos_are_refused() {
     let mut w = store.create(QueueName::Maildrop, 0).unwrap();
     w.write_content(b"Subject: forged\n\nhi\n").unwrap();
     let forged = Envelope {
-        sender: String::new(),
-        recipients: vec![Recipient::new("r@remote.example")],
-        arrival_us: 0,
-        origin: Origin::Local { uid: 0 },
-        envid: None,
-        ret: None,
-        attempts: 0,
-        next_attempt: 0,
         submission: Some(Submission { full_name: None, sender_from_uid: true }),
+        ..Envelope::new("", vec![Recipient::new("r@remote.example")], Origin::Local { uid: 0 }, 0)
     };
     let forged_id = store.commit(w, &forged).unwrap();
     nix::unistd::chown(&dir.join(&forged_id), Some(Uid::from_raw(MALLORY)), None).unwrap();

@@ -5,12 +5,12 @@
 //! new queue file, enforcing message_size_limit as it goes. Later issues add canonical maps,
 //! masquerading, virtual aliases and header/body checks here.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 
 use crate::address;
 use crate::config::Config;
-use crate::message::{self, HeaderLimits};
-use crate::queue::{Envelope, Origin, QueueError, QueueName, QueueStore};
+use crate::message::{self, HeaderBlock, HeaderLimits};
+use crate::queue::{Envelope, MessageWriter, Origin, QueueError, QueueName, QueueStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
@@ -97,25 +97,44 @@ pub fn cleanup(
         }
     };
 
-    let mut head = Vec::new();
-    headers.write_to(&mut head).map_err(CleanupError::Input)?;
-    head.push(b'\n');
-    writer.write_content(&head)?;
-    writer.write_content(&body_start)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match content.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CleanupError::Input(e)),
-        };
-        writer.write_content(&buf[..n])?;
-    }
+    write_message(&mut writer, &headers, &body_start, content).map_err(|e| match e {
+        CopyError::Read(e) => CleanupError::Input(e),
+        CopyError::Write(e) => e.into(),
+    })?;
 
     let size = writer.size();
     let queue_id = store.commit(writer, &envelope)?;
     Ok(Cleaned { queue_id, message_id, sender: envelope.sender, size, nrcpt: envelope.recipients.len() })
+}
+
+/// Which side of a copy failed: the input (bad data) or the queue file (try later).
+pub enum CopyError {
+    Read(io::Error),
+    Write(QueueError),
+}
+
+/// Stream a message into a queue file: the header block, the empty line that ends it, the
+/// body bytes already read while looking for that line, and the rest of the input.
+pub fn write_message(
+    writer: &mut MessageWriter,
+    headers: &HeaderBlock,
+    body_start: &[u8],
+    rest: &mut dyn Read,
+) -> Result<(), CopyError> {
+    let mut head = Vec::with_capacity(headers.len_bytes() + 1);
+    headers.write_to(&mut head).map_err(CopyError::Read)?;
+    head.push(b'\n');
+    writer.write_content(&head).map_err(CopyError::Write)?;
+    writer.write_content(body_start).map_err(CopyError::Write)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => writer.write_content(&buf[..n]).map_err(CopyError::Write)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CopyError::Read(e)),
+        }
+    }
 }
 
 /// The same recipient twice gets the message once (Postfix's duplicate elimination).

@@ -209,17 +209,7 @@ mod tests {
         QueueEntry {
             id: id.to_string(),
             queue,
-            envelope: Envelope {
-                sender: sender.to_string(),
-                recipients,
-                arrival_us: ARRIVAL_US,
-                origin: Origin::Local { uid: 1000 },
-                envid: None,
-                ret: None,
-                attempts: 0,
-                next_attempt: 0,
-                submission: None,
-            },
+            envelope: Envelope::new(sender, recipients, Origin::Local { uid: 1000 }, ARRIVAL_US),
             size,
         }
     }

@@ -195,16 +195,12 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
             Some(_) => return Ok("451 4.3.0 Error: queue file write error".into()),
             None => {}
         }
+        let origin = Origin::Local { uid: nix::unistd::getuid().as_raw() };
         let envelope = Envelope {
-            sender: t.sender,
-            recipients: t.recipients,
-            arrival_us: writer.arrival_us(),
-            origin: Origin::Local { uid: nix::unistd::getuid().as_raw() },
             envid: t.envid,
             ret: t.ret,
-            attempts: 0,
-            next_attempt: 0,
             submission: Some(Submission::default()),
+            ..Envelope::new(t.sender, t.recipients, origin, writer.arrival_us())
         };
         Ok(match store.commit(writer, &envelope) {
             Ok(id) => {

@@ -79,11 +79,22 @@ pub fn run(config_path: &Path) -> i32 {
             return EX_OSERR;
         }
     };
-    if let Some((uid, gid)) = owner
-        && let Err(e) = privileges::drop_to(uid, gid)
-    {
-        mail_fatal!(SERVICE, "{e}");
-        return EX_SOFTWARE;
+    if let Some((uid, gid)) = owner {
+        if let Err(e) = privileges::drop_to(uid, gid) {
+            mail_fatal!(SERVICE, "{e}");
+            return EX_SOFTWARE;
+        }
+        // Root could create the tree anywhere; mail_owner must also be able to reach it.
+        let rwx = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+        if let Err(e) = nix::unistd::access(&root.join(QueueName::Incoming.dir_name()), rwx) {
+            mail_fatal!(
+                SERVICE,
+                "mail_owner {} cannot use the queue directory {}: {e} (every directory above it must be searchable by mail_owner)",
+                cfg.mail_owner(),
+                root.display()
+            );
+            return EX_CONFIG;
+        }
     }
 
     let store = QueueStore::new(&root);

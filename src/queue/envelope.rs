@@ -135,6 +135,21 @@ pub enum Update {
 }
 
 impl Envelope {
+    /// A new message's envelope: nothing tried yet, no DSN options.
+    pub fn new(sender: impl Into<String>, recipients: Vec<Recipient>, origin: Origin, arrival_us: i64) -> Envelope {
+        Envelope {
+            sender: sender.into(),
+            recipients,
+            arrival_us,
+            origin,
+            envid: None,
+            ret: None,
+            attempts: 0,
+            next_attempt: 0,
+            submission: None,
+        }
+    }
+
     /// Fold one appended update into the envelope. An update naming a recipient that does not
     /// exist means the file is not what it claims to be.
     pub fn apply(&mut self, update: &Update) -> Result<(), String> {

@@ -478,17 +478,8 @@ mod tests {
     use std::io::Read;
 
     fn envelope() -> Envelope {
-        Envelope {
-            sender: "a@example.org".into(),
-            recipients: vec![Recipient::new("b@example.net"), Recipient::new("c@example.net")],
-            arrival_us: now_us(),
-            origin: Origin::Local { uid: 1000 },
-            envid: None,
-            ret: None,
-            attempts: 0,
-            next_attempt: 0,
-            submission: None,
-        }
+        let recipients = vec![Recipient::new("b@example.net"), Recipient::new("c@example.net")];
+        Envelope::new("a@example.org", recipients, Origin::Local { uid: 1000 }, now_us())
     }
 
     fn store() -> (tempfile::TempDir, QueueStore) {

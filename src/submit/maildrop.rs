@@ -7,6 +7,7 @@ use std::io::{self, BufRead};
 use std::path::Path;
 
 use crate::address;
+use crate::cleanup::{CopyError, write_message};
 use crate::config::Config;
 use crate::message::{self, HeaderLimits};
 use crate::queue::{
@@ -135,36 +136,22 @@ pub fn submit(cfg: &Config, request: LocalSubmission, input: &mut dyn BufRead) -
 
     let (store, mut writer) = open(cfg)?;
     let _cleanup_on_signal = crate::cli::signals::RemoveOnSignal::new(writer.temp_path());
-    let mut head = Vec::new();
-    headers.write_to(&mut head).map_err(|e| SubmitError::Data(e.to_string()))?;
-    head.push(b'\n');
-    writer.write_content(&head).map_err(write_error)?;
-    writer.write_content(&body_start).map_err(write_error)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SubmitError::Data(format!("cannot read message: {e}"))),
-        };
-        writer.write_content(&buf[..n]).map_err(write_error)?;
-    }
+    write_message(&mut writer, &headers, &body_start, input).map_err(|e| match e {
+        CopyError::Read(e) => SubmitError::Data(format!("cannot read message: {e}")),
+        CopyError::Write(e) => write_error(e),
+    })?;
 
+    let recipients = recipients
+        .into_iter()
+        .map(|r| Recipient { notify: request.notify.clone().unwrap_or_default(), ..Recipient::new(r) })
+        .collect();
+    // The uid is informational only: pickup takes it from the file's owner.
+    let origin = Origin::Local { uid: nix::unistd::getuid().as_raw() };
     let envelope = Envelope {
-        sender: sender.clone().unwrap_or_default(),
-        recipients: recipients
-            .into_iter()
-            .map(|r| Recipient { notify: request.notify.clone().unwrap_or_default(), ..Recipient::new(r) })
-            .collect(),
-        arrival_us: writer.arrival_us(),
-        // Informational only: pickup takes the uid from the file's owner.
-        origin: Origin::Local { uid: nix::unistd::getuid().as_raw() },
         envid: request.envid,
         ret: request.ret,
-        attempts: 0,
-        next_attempt: 0,
         submission: Some(Submission { full_name: request.full_name, sender_from_uid: sender.is_none() }),
+        ..Envelope::new(sender.clone().unwrap_or_default(), recipients, origin, writer.arrival_us())
     };
     let id = store.commit(writer, &envelope).map_err(write_error)?;
     crate::control::wake_daemon(store.root());

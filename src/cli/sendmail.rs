@@ -34,6 +34,7 @@ pub fn run(global_config: Option<&Path>, args: &[OsString]) -> i32 {
         Mode::NewAliases => super::newaliases::run(&cfg),
         Mode::Flush { .. } => super::flush::run(&cfg),
         Mode::Smtp => super::smtp_stdin::run(&cfg),
+        Mode::Nothing => EX_OK,
         Mode::Deliver => deliver(&cfg, opts),
     }
 }

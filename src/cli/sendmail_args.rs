@@ -41,6 +41,9 @@ pub enum Mode {
     /// `-q`: flush the queue; `-qRsite`/`-qSsite`: mail for one site. `-qIqueueid` also
     /// flushes the whole queue (there is no per-message flush mode).
     Flush { site: Option<String> },
+    /// `-q<interval>` and nothing else: a queue-run interval for a sendmail daemon. Postfix
+    /// accepts it and does nothing; so do we.
+    Nothing,
 }
 
 /// `-B`: the body type the message declares (RFC 1652).
@@ -138,6 +141,7 @@ pub fn parse_with_default_mode(default_mode: Mode, args: &[OsString]) -> Result<
         Mode::NewAliases => RawMode::NewAlias,
         Mode::Smtp => RawMode::Standalone,
         Mode::Flush { .. } => RawMode::FlushQ,
+        Mode::Nothing => RawMode::Enqueue,
     };
     let mut opts = SendmailOpts {
         mode: Mode::Deliver,
@@ -156,6 +160,7 @@ pub fn parse_with_default_mode(default_mode: Mode, args: &[OsString]) -> Result<
     // `-qR`/`-qS` site (with the letter used), `-qI` given.
     let mut flush_site: Option<(String, char)> = None;
     let mut flush_id = false;
+    let mut queue_interval = false;
 
     let mut i = 0;
     'words: while i < args.len() {
@@ -223,7 +228,7 @@ pub fn parse_with_default_mode(default_mode: Mode, args: &[OsString]) -> Result<
                 },
                 b'q' => match value.first() {
                     // -q<interval>: a queue run interval; Postfix ignores it.
-                    Some(d) if d.is_ascii_digit() => {}
+                    Some(d) if d.is_ascii_digit() => queue_interval = true,
                     Some(&kind @ (b'R' | b'S')) => {
                         let kind = kind as char;
                         let site = if value.len() > 1 {
@@ -277,6 +282,7 @@ pub fn parse_with_default_mode(default_mode: Mode, args: &[OsString]) -> Result<
                 no_recipients("flush queue_id")?;
                 Mode::Flush { site: None }
             }
+            None if queue_interval && opts.recipients.is_empty() && !opts.extract_recipients => Mode::Nothing,
             None => Mode::Deliver,
         },
         RawMode::MailQ => {
@@ -570,6 +576,7 @@ mod tests {
         let o = ok(&["-q30m", "x"]);
         assert_eq!(o.mode, Mode::Deliver);
         assert_eq!(o.recipients, ["x"]);
+        assert_eq!(ok(&["-q30m"]).mode, Mode::Nothing);
         assert_eq!(ok(&["-q1h30m", "-bp"]).mode, Mode::PrintQueue);
         assert_eq!(ok(&["-bp", "-q15m"]).mode, Mode::PrintQueue);
         // Errors.

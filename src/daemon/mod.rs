@@ -17,6 +17,8 @@ use crate::sysexits::{EX_CONFIG, EX_OSERR, EX_SOFTWARE, EX_TEMPFAIL};
 use crate::{log, mail_fatal, mail_info, mail_warning, qmgr, submit};
 
 const SERVICE: &str = "master";
+/// A maildrop file still being written after this long belongs to a sendmail that died.
+const STALE_MAILDROP_TEMP: Duration = Duration::from_secs(3600);
 
 /// Work for the queue worker thread.
 pub enum Work {
@@ -140,7 +142,7 @@ fn recover(store: &QueueStore) {
             mail_warning!(SERVICE, "{}: {e}", queue.dir_name());
         }
     }
-    if let Err(e) = store.remove_stale_temporaries(QueueName::Maildrop, Duration::from_secs(3600)) {
+    if let Err(e) = store.remove_stale_temporaries(QueueName::Maildrop, STALE_MAILDROP_TEMP) {
         mail_warning!(SERVICE, "maildrop: {e}");
     }
     if let Err(e) = qmgr::recover_active(store) {
@@ -178,6 +180,8 @@ fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work
             if let Err(e) = qmgr::release_deferred(&store, flush) {
                 mail_warning!("qmgr", "deferred: {e}");
             }
+            // What a sendmail killed mid-write left behind.
+            let _ = store.remove_stale_temporaries(QueueName::Maildrop, STALE_MAILDROP_TEMP);
         }
         if let Err(e) = qmgr::run_incoming(&cfg, &store) {
             mail_warning!("qmgr", "incoming: {e}");

@@ -13,6 +13,10 @@
 #   burst    N invocations by C concurrent submitters (C = 1 and 10; each submitter a bash
 #            loop of N/C calls), time until every call returned and until the queue holds
 #            all N; messages/s = N / time until queued
+#   drain    the daemon side alone (not for tidemail without daemon; --no-drain skips it):
+#            N messages put into maildrop while the daemons are stopped, then the daemons
+#            started; time until all N are in the deferred queue: pickup, cleanup, queue
+#            manager (held by defer_transports = smtp)
 # Systems:
 #   postfix           Debian's Postfix, a private instance (../shared/bench/postfix-instance.sh),
 #                     started: sendmail -> postdrop writes maildrop (fsync), pickup/cleanup
@@ -39,6 +43,7 @@ N=500
 CONCS="1 10"
 BUILD=1
 DAEMON_MODES="nodaemon daemon"
+DRAIN=1
 HF_WARMUP=3
 HF_RUNS=40
 
@@ -51,6 +56,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --no-daemon) DAEMON_MODES="nodaemon"; shift ;;
         --daemon-only) DAEMON_MODES="daemon"; shift ;;
+        --no-drain) DRAIN=0; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option $1" >&2; usage 2 ;;
     esac
@@ -119,15 +125,17 @@ printf '%s\n' "${body:0:1023}" > "$MSG"
 [ "$(stat -c %s "$MSG")" = 1024 ] || die "message is not 1024 bytes"
 
 # ---- Postfix ---------------------------------------------------------------------------
+# free_port [EXCEPT]: a port in 20700-20899 nobody listens on (and not EXCEPT)
 free_port() {
     local p
     for p in $(shuf -i 20700-20899 -n 60); do
+        [ "$p" != "${1:-}" ] || continue
         [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
     done
     die "no free port in 20700-20899"
 }
 PF_PORT=$(free_port)
-PF_RELAY=$(free_port)
+PF_RELAY=$(free_port "$PF_PORT")
 note "Postfix instance in $PF (smtpd 127.0.0.1:$PF_PORT, held mail, relayhost [127.0.0.1]:$PF_RELAY)"
 "$KIT/postfix-instance.sh" init "$PF" --smtp-port "$PF_PORT" --relay-port "$PF_RELAY" --defer
 PF_STARTED=1
@@ -297,6 +305,54 @@ burst() {
     rec "$sys" "$case" "$run" ok "$([ "$rc" = 0 ] && [ "$got" = $((per * conc)) ] && echo 1 || echo 0)"
 }
 
+# drain SYSTEM RUN: the daemon side alone. With the daemons stopped, N messages are put into
+# maildrop by 10 concurrent sendmail submitters (untimed); then the daemons are started and
+# the clock runs from the moment the start command returned (Postfix: smtpd port listening,
+# about 0.3-0.5 s of `postfix start`, during which pickup may already work; tidemail: control
+# socket up) until all N are in the deferred queue (held by defer_transports = smtp) and
+# maildrop is empty: pickup + cleanup + queue manager, N messages.
+deferred_count() {
+    case "$1" in
+        postfix) find "$PF/spool/deferred" -type f 2>/dev/null | wc -l ;;
+        *) find "$TQ/deferred" -maxdepth 1 -type f ! -name '.tmp.*' 2>/dev/null | wc -l ;;
+    esac
+}
+maildrop_count() {
+    case "$1" in
+        postfix) find "$PF/spool/maildrop" -type f 2>/dev/null | wc -l ;;
+        *) find "$TQ/maildrop" -maxdepth 1 -type f ! -name '.tmp.*' 2>/dev/null | wc -l ;;
+    esac
+}
+drain() {
+    local sys=$1 run=$2 per=$(( N / 10 )) w t0 t1 got deadline sm
+    purge "$sys"
+    case "$sys" in postfix) "$KIT/postfix-instance.sh" stop "$PF" ;; *) stop_tidemail ;; esac
+    sm=$(sendmail_of "$sys")
+    SUB_PIDS=()
+    for ((w = 0; w < 10; w++)); do
+        # shellcheck disable=SC2086 # $sm is a command line with options
+        bash -c 'per=$1; msg=$2; shift 2; for ((i = 0; i < per; i++)); do "$@" < "$msg" 2>/dev/null || exit 1; done' \
+            _ "$per" "$MSG" $sm -i -f a@sender.example b@remote.example &
+        SUB_PIDS+=($!)
+    done
+    for w in "${SUB_PIDS[@]}"; do wait "$w" || die "$sys drain: a sendmail call failed"; done
+    SUB_PIDS=()
+    [ "$(maildrop_count "$sys")" = $((per * 10)) ] || die "$sys drain: maildrop holds $(maildrop_count "$sys")"
+    case "$sys" in postfix) "$KIT/postfix-instance.sh" start "$PF" ;; *) start_tidemail ;; esac
+    t0=$(now_ns)
+    deadline=$(( $(date +%s) + 120 ))
+    while :; do
+        got=$(deferred_count "$sys")
+        [ "$got" = $((per * 10)) ] && [ "$(maildrop_count "$sys")" = 0 ] && break
+        [ "$(date +%s)" -ge "$deadline" ] && { note "$sys drain run $run: only $got deferred after 120 s"; break; }
+        sleep 0.02
+    done
+    t1=$(now_ns)
+    rec "$sys" drain "$run" secs_drained "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')"
+    rec "$sys" drain "$run" msgs_per_s "$(awk -v a="$t0" -v b="$t1" -v n="$got" 'BEGIN{printf "%.1f", n/((b-a)/1e9)}')"
+    rec "$sys" drain "$run" ok "$([ "$got" = $((per * 10)) ] && echo 1 || echo 0)"
+}
+
 SYSTEMS=(postfix)
 for m in $DAEMON_MODES; do
     case "$m" in nodaemon) SYSTEMS+=(tidemail) ;; daemon) SYSTEMS+=(tidemail+daemon) ;; esac
@@ -327,6 +383,13 @@ for ((run = 1; run <= RUNS; run++)); do
             burst "$sys" "$conc" "$run"
         done
     done
+    if [ "$DRAIN" = 1 ]; then
+        for sys in "${SYSTEMS[@]}"; do
+            [ "$sys" = tidemail ] && continue        # needs a daemon
+            note "run $run/$RUNS: $sys drain of $N from maildrop"
+            drain "$sys" "$run"
+        done
+    fi
     rec all load "$run" load1 "$(cut -d' ' -f1 /proc/loadavg)"
 done
 stop_tidemail
@@ -369,12 +432,15 @@ rows = [("latency", "median_ms", "%.2f ms", False), ("latency", "mean_ms", "%.2f
 cases = sorted({c for (_, c, _) in v if c.startswith("burst-c")}, key=lambda c: int(c[7:]))
 for c in cases:
     rows += [(c, "msgs_per_s", "%.0f", True), (c, "secs_queued", "%.2f s", False), (c, "secs_returned", "%.2f s", False)]
+if any(c == "drain" for (_, c, _) in v):
+    rows += [("drain", "drain_msgs_per_s", "%.0f", True), ("drain", "secs_drained", "%.2f s", False)]
 for case, metric, fmt, hb in rows:
-    label = {"median_ms": "one call, hyperfine median", "mean_ms": "one call, mean", "min_ms": "one call, min",
+    metric_key = "msgs_per_s" if metric == "drain_msgs_per_s" else metric
+    label = {"drain_msgs_per_s": "msgs/s, maildrop -> deferred", "secs_drained": "until all N deferred", "median_ms": "one call, hyperfine median", "mean_ms": "one call, mean", "min_ms": "one call, min",
              "max_ms": "one call, max", "msgs_per_s": "msgs/s (until queued)", "secs_queued": "until all queued",
              "secs_returned": "until last call returned"}[metric]
-    print("| %s | %s | %s | %s |" % (case, label, " | ".join(cell(s, case, metric, fmt) for s in systems),
-                                      " | ".join(ratio(s, case, metric, hb) for s in others)))
+    print("| %s | %s | %s | %s |" % (case, label, " | ".join(cell(s, case, metric_key, fmt) for s in systems),
+                                      " | ".join(ratio(s, case, metric_key, hb) for s in others)))
 bad = [(s, c) for (s, c, m), xs in v.items() if m == "ok" and min(xs) < 1]
 print()
 print("load1 at the end of each run: %s" % ", ".join("%.2f" % x for x in v[("all", "load", "load1")]))

@@ -91,7 +91,6 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         entry.size,
         env.recipients.len()
     );
-    store.move_to(id, QueueName::Incoming, QueueName::Active)?;
 
     let mut updates = Vec::new();
     let mut attempted = false;
@@ -131,8 +130,10 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         let next = now_us() / 1_000_000 + backoff(cfg, attempts).as_secs() as i64;
         updates.push(Update::Schedule { attempts, next_attempt: next });
     }
-    store.append_updates(QueueName::Active, id, &updates)?;
-    store.move_to(id, QueueName::Active, QueueName::Deferred)?;
+    // No recipient can be handed to a delivery agent (held, or no agent for its transport in
+    // this release), so the message goes from incoming straight to deferred with its new
+    // state: one flush. Recipients that can be delivered will pass through active.
+    store.update_and_move(id, QueueName::Incoming, QueueName::Deferred, &updates)?;
     Ok(())
 }
 

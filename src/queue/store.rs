@@ -191,6 +191,29 @@ impl QueueStore {
 
     /// Durably record state changes (recipients delivered, a new schedule) with one fsync.
     pub fn append_updates(&self, queue: QueueName, id: &str, updates: &[Update]) -> Result<(), QueueError> {
+        self.write_updates(queue, id, updates)?.sync_data()?;
+        Ok(())
+    }
+
+    /// Record state changes and move the message to another queue, with one flush for both.
+    /// A crash before the flush ends leaves either the old state in the old queue (the step is
+    /// done again) or the new queue with a torn last update (dropped, see record.rs): never a
+    /// lost message.
+    pub fn update_and_move(
+        &self,
+        id: &str,
+        from: QueueName,
+        to: QueueName,
+        updates: &[Update],
+    ) -> Result<(), QueueError> {
+        let file = self.write_updates(from, id, updates)?;
+        fs::rename(self.path(from, id), self.path(to, id))?;
+        syncfs(&file)?;
+        Ok(())
+    }
+
+    /// Append update records (not yet flushed); returns the open file.
+    fn write_updates(&self, queue: QueueName, id: &str, updates: &[Update]) -> Result<File, QueueError> {
         let mut file = OpenOptions::new().read(true).write(true).open(self.path(queue, id))?;
         let layout = record::scan(&mut file)?;
         if layout.file_len > layout.valid_len {
@@ -203,16 +226,23 @@ impl QueueStore {
         }
         file.seek(SeekFrom::Start(layout.valid_len))?;
         file.write_all(&buf)?;
-        file.sync_data()?;
-        Ok(())
+        Ok(file)
     }
 
-    /// Durably move a message to another queue (the file keeps its ID).
+    /// Durably move a message to another queue (the file keeps its ID). Only the new name is
+    /// flushed: should a crash bring the old one back too, the message is handled twice,
+    /// never lost.
     pub fn move_to(&self, id: &str, from: QueueName, to: QueueName) -> Result<(), QueueError> {
         fs::rename(self.path(from, id), self.path(to, id))?;
         fsync_dir(&self.dir(to))?;
-        fsync_dir(&self.dir(from))?;
         Ok(())
+    }
+
+    /// Remove a file whose message lives on durably elsewhere (a maildrop file after pickup),
+    /// without waiting for the disk: a crash may bring it back, which means a duplicate,
+    /// never a loss.
+    pub fn remove_unsynced(&self, queue: QueueName, id: &str) -> io::Result<()> {
+        fs::remove_file(self.path(queue, id))
     }
 
     /// Durably remove a message (every recipient done).
@@ -398,53 +428,37 @@ impl GroupCommit {
 }
 
 fn make_durable(batch: Vec<(u64, Job)>) -> Vec<(u64, io::Result<String>)> {
-    // 1. Data on disk: one file → fdatasync; several → one syncfs for all of them.
-    let synced = match batch.as_slice() {
-        [(_, only)] => only.file.sync_data(),
-        [(_, first), ..] => syncfs(&first.file),
-        [] => Ok(()),
-    };
-    // 2. Rename each into place under its queue ID; 3. one fsync per directory.
+    // 1. Every file under its queue ID. 2. One syncfs: the data and the new names of the
+    // whole batch reach the disk in one flush. A crash before it ends may leave a renamed
+    // file with missing blocks; nobody was told it was safe, and its checksums make pickup or
+    // the queue manager set it aside instead of delivering it.
     let mut renamed = Vec::with_capacity(batch.len());
     for (ticket, job) in batch {
-        let result = match &synced {
-            Ok(()) => rename_to_id(&job),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
+        let result = rename_to_id(&job);
         if result.is_err() {
             let _ = fs::remove_file(&job.tmp);
         }
         renamed.push((ticket, result, job));
     }
-    let mut dir_results: Vec<(PathBuf, Result<(), String>)> = Vec::new();
-    for (_, result, job) in &renamed {
-        if result.is_ok() && !dir_results.iter().any(|(d, _)| *d == job.dir) {
-            let synced = sync_entries(&job.dir, &job.file).map_err(|e| e.to_string());
-            dir_results.push((job.dir.clone(), synced));
-        }
-    }
+    let flushed = match renamed.iter().find(|(_, r, _)| r.is_ok()) {
+        Some((_, _, job)) => syncfs(&job.file).map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
     renamed
         .into_iter()
         .map(|(ticket, result, job)| {
-            let result = result.and_then(|id| match dir_results.iter().find(|(d, _)| *d == job.dir) {
-                Some((_, Err(e))) => Err(io::Error::other(format!("fsync of {}: {e}", job.dir.display()))),
-                _ => Ok(id),
-            });
+            let result = match (&flushed, result) {
+                (Err(e), Ok(_)) => Err(io::Error::other(format!("sync of {}: {e}", job.dir.display()))),
+                (_, result) => result,
+            };
             (ticket, result)
         })
         .collect()
 }
 
-/// Make the new names in `dir` durable. An ordinary user submitting to maildrop may not open
-/// that directory (it is not readable to others, see layout.rs); then a syncfs through the
-/// file we wrote commits the whole file system, the new name included.
-fn sync_entries(dir: &Path, file: &File) -> io::Result<()> {
-    match fsync_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => syncfs(file),
-        other => other,
-    }
-}
-
+/// Make everything written to the file system durable: data, inodes and directory entries.
+/// An ordinary user submitting to maildrop cannot open that directory to fsync it (it is not
+/// readable to others, see layout.rs), so this is also the one flush that works for them.
 fn syncfs(file: &File) -> io::Result<()> {
     // SAFETY: syncfs takes any open descriptor of the file system; ours is valid.
     if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }

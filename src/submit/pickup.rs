@@ -116,7 +116,7 @@ pub fn pickup_one(cfg: &Config, store: &QueueStore, name: &str) -> Outcome {
             }
             // The new file is durable; only now may the maildrop copy go. A crash in between
             // means the message is picked up twice: delivered twice at worst, never lost.
-            if let Err(e) = store.remove(QueueName::Maildrop, name) {
+            if let Err(e) = store.remove_unsynced(QueueName::Maildrop, name) {
                 mail_warning!(SERVICE, "maildrop/{name}: cannot remove after pickup: {e}");
             }
             Outcome::Queued(done.queue_id)

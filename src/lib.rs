@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod log;
+pub mod maps;
 pub mod message;
 pub mod qmgr;
 pub mod queue;

@@ -170,6 +170,42 @@ parameters! {
     sender_canonical_maps: List = "";
     /// Address mapping tables for recipient addresses only.
     recipient_canonical_maps: List = "";
+    /// Which addresses canonical_maps applies to.
+    canonical_classes: List = "envelope_sender, envelope_recipient, header_sender, header_recipient";
+    /// Which addresses sender_canonical_maps applies to.
+    sender_canonical_classes: List = "envelope_sender, header_sender";
+    /// Which addresses recipient_canonical_maps applies to.
+    recipient_canonical_classes: List = "envelope_recipient, header_recipient";
+    /// Rewrite user%domain to user@domain.
+    allow_percent_hack: Bool = "yes";
+    /// Rewrite site!user to user@site.
+    swap_bangpath: Bool = "yes";
+    /// SMTP clients whose header addresses are rewritten like local mail's.
+    local_header_rewrite_clients: List = "permit_inet_interfaces";
+    /// The domain appended to incomplete header addresses from other SMTP clients.
+    remote_header_rewrite_domain: Str = "";
+    /// Where an address extension not matched by a table is carried over to the result.
+    propagate_unmatched_extensions: List = "canonical, virtual";
+    /// The old name of virtual_alias_maps, from the classic tutorials.
+    virtual_maps: List = "";
+    /// Tables that map addresses to other addresses (virtual aliases).
+    virtual_alias_maps: List = "$virtual_maps";
+    /// Domains whose every address must be found in virtual_alias_maps.
+    virtual_alias_domains: List = "$virtual_alias_maps";
+    /// The most addresses one virtual alias expansion may produce.
+    virtual_alias_expansion_limit: Int = "1000";
+    /// How deep virtual aliases may nest.
+    virtual_alias_recursion_limit: Int = "1000";
+    /// Tables of users who have moved (bounced with their new address).
+    relocated_maps: List = "";
+    /// Pattern tables matched against each message header line.
+    header_checks: List = "";
+    /// Pattern tables matched against each body line.
+    body_checks: List = "";
+    /// How much of each body part body_checks looks at (bytes).
+    body_checks_size_limit: Size = "51200";
+    /// Parameters whose domain lists match subdomains of a listed domain.
+    parent_domain_matches_subdomains: List = "debug_peer_list, fast_flush_domains, mynetworks, permit_mx_backup_networks, qmqpd_authorized_clients, relay_domains, smtpd_access_maps";
     /// The separator between a user name and an address extension (e.g. +).
     recipient_delimiter: Str = "";
 

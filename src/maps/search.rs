@@ -1,0 +1,1 @@
+//! Postfix search orders (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Text sources of tables (placeholder, being written).

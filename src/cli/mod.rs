@@ -4,6 +4,7 @@
 pub mod config_cmd;
 pub mod flush;
 pub mod mailq;
+pub mod map_cmd;
 pub mod newaliases;
 pub mod queue_cmd;
 pub mod sendmail;
@@ -59,6 +60,11 @@ enum Command {
     Flush,
     /// Rebuild the alias database (newaliases)
     Newaliases,
+    /// Query or build lookup tables (postmap, postalias)
+    Map {
+        #[command(subcommand)]
+        command: map_cmd::MapCommand,
+    },
 }
 
 /// Entry point; returns the process exit status.
@@ -97,6 +103,7 @@ fn subcommand(args: Vec<OsString>) -> i32 {
         Command::Queue { json } => with_config(&path, |cfg| queue_cmd::run(cfg, json)),
         Command::Flush => with_config(&path, flush::run),
         Command::Newaliases => with_config(&path, newaliases::run),
+        Command::Map { command } => map_cmd::run(command),
     }
 }
 

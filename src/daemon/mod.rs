@@ -67,6 +67,23 @@ pub fn run(config_path: &Path) -> i32 {
         mail_fatal!(SERVICE, "queue directory {}: {e}", root.display());
         return EX_TEMPFAIL;
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            mail_fatal!(SERVICE, "cannot start the event loop: {e}");
+            return EX_OSERR;
+        }
+    };
+    let signals = {
+        let _inside = runtime.enter();
+        match server::install_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                mail_fatal!(SERVICE, "cannot install signal handlers: {e}");
+                return EX_OSERR;
+            }
+        }
+    };
     let _lock = match lock::acquire(&root) {
         Ok(l) => l,
         Err(e) => {
@@ -118,14 +135,8 @@ pub fn run(config_path: &Path) -> i32 {
     };
     let _ = tx.send(Work::Wake);
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            mail_fatal!(SERVICE, "cannot start the event loop: {e}");
-            return EX_OSERR;
-        }
-    };
-    let signal = runtime.block_on(server::serve(listener, store.clone(), tx.clone(), config_path.to_path_buf()));
+    let signal =
+        runtime.block_on(server::serve(listener, signals, store.clone(), tx.clone(), config_path.to_path_buf()));
     let _ = tx.send(Work::Stop);
     let _ = worker.join();
     let _ = std::fs::remove_file(crate::control::socket_path(&root));
@@ -172,7 +183,7 @@ fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work
                 Work::Wake => {}
             }
         }
-        if let Err(e) = submit::pickup::pickup_all(&cfg, &store) {
+        if let Err(e) = submit::pickup::pickup_all(&cfg, &store, flush) {
             mail_warning!("pickup", "maildrop: {e}");
         }
         if flush || Instant::now() >= next_deferred_scan {

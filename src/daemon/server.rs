@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::unistd::{Gid, Uid};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Work, log_settings};
 use crate::config::Config;
@@ -39,8 +39,26 @@ pub fn bind(root: &Path, owner: Option<(Uid, Gid)>) -> io::Result<std::os::unix:
 }
 
 /// Serve until SIGTERM or SIGINT; returns the signal's number.
+/// The signals the daemon handles. Installed before anything can see the daemon (the
+/// control socket), so an early SIGHUP reloads instead of killing it.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+/// Must be called inside the runtime (`Runtime::enter`).
+pub fn install_signals() -> io::Result<Signals> {
+    Ok(Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+        hup: signal(SignalKind::hangup())?,
+    })
+}
+
 pub async fn serve(
     listener: std::os::unix::net::UnixListener,
+    signals: Signals,
     store: QueueStore,
     work: Sender<Work>,
     config_path: PathBuf,
@@ -52,12 +70,7 @@ pub async fn serve(
             return 0;
         }
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        mail_error!(SERVICE, "cannot install signal handlers");
-        return 0;
-    };
+    let Signals { mut term, mut int, mut hup } = signals;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     loop {
         tokio::select! {

@@ -6,6 +6,7 @@
 //! that as "not found". The search orders Postfix applies for each use (address, domain,
 //! parent domains, client IP prefixes...) are in `search`.
 
+pub mod aliases;
 pub mod cidr;
 pub mod hash;
 pub mod regexp;
@@ -92,7 +93,10 @@ pub fn open(spec: &str) -> Result<Arc<dyn Map>, MapError> {
         "sqlite" | "mysql" | "pgsql" => sql::open(spec, kind, name)?,
         other => return Err(MapError::UnknownType(other.to_string())),
     };
-    OPEN.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).insert(spec.to_string(), map.clone());
+    OPEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(spec.to_string(), map.clone());
     Ok(map)
 }
 

@@ -3,16 +3,23 @@
 //! and until then a recipient waits with the reason Postfix gives when a transport is missing.
 //! defer_transports is honoured already: held mail waits with "deferred transport" and its
 //! attempt count and backoff do not advance.
+//!
+//! The one transport that works is `error` (Postfix's error(8)): recipients cleanup found
+//! undeliverable (relocated, unknown in a virtual alias domain, a rejected local submission)
+//! are logged `status=bounced` under its name, once, and recorded as bounced
+//! ([`recipient_bounced`] is where the non-delivery notice will start). A message with no
+//! recipient left pending is removed (`QID: removed`).
 
 pub mod route;
 
 use std::io;
 use std::time::Duration;
 
+use self::route::Route;
 use crate::config::Config;
 use crate::log::{self, Delivery, Status};
 use crate::queue::store::now_us;
-use crate::queue::{QueueError, QueueName, QueueStore, RcptState, Update};
+use crate::queue::{Envelope, QueueError, QueueName, QueueStore, RcptState, Update};
 use crate::{mail_info, mail_warning};
 
 const SERVICE: &str = "qmgr";
@@ -92,38 +99,81 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         env.recipients.len()
     );
 
+    let resolver = match route::Resolver::new(cfg) {
+        Ok(resolver) => Some(resolver),
+        Err(e) => {
+            mail_warning!(SERVICE, "{id}: {e}");
+            None
+        }
+    };
     let mut updates = Vec::new();
     let mut attempted = false;
+    let mut still_pending = 0;
     for &index in &pending {
         let rcpt = &env.recipients[index];
-        let transport = route::transport_for(cfg, &rcpt.address);
-        let (dsn, reason) = if cfg.defer_transports().contains(&transport) {
-            ("4.3.2", "deferred transport".to_string())
-        } else {
-            attempted = true;
-            ("4.3.0", "mail transport unavailable".to_string())
-        };
         let now = now_us();
-        log::delivery(
-            SERVICE,
-            &Delivery {
-                queue_id: id,
-                to: &rcpt.address,
-                orig_to: (rcpt.original != rcpt.address).then_some(rcpt.original.as_str()),
-                relay: "none",
-                delay: micros(now - env.arrival_us),
-                delays: [micros(entered_us - env.arrival_us), micros(now - entered_us), Duration::ZERO, Duration::ZERO],
-                dsn,
-                status: Status::Deferred,
-                text: &reason,
-            },
-        );
-        updates.push(Update::Recipient {
-            index,
-            state: RcptState::Pending,
-            dsn: Some(dsn.into()),
-            reason: Some(reason),
-        });
+        let line = |service: &str, dsn: &str, status: Status, text: &str| {
+            log::delivery(
+                service,
+                &Delivery {
+                    queue_id: id,
+                    to: &rcpt.address,
+                    orig_to: (rcpt.original != rcpt.address).then_some(rcpt.original.as_str()),
+                    relay: "none",
+                    delay: micros(now - env.arrival_us),
+                    delays: [
+                        micros(entered_us - env.arrival_us),
+                        micros(now - entered_us),
+                        Duration::ZERO,
+                        Duration::ZERO,
+                    ],
+                    dsn,
+                    status,
+                    text,
+                },
+            )
+        };
+        let (dsn, reason) = match route::route(cfg, resolver.as_ref(), rcpt) {
+            Route::Error { dsn, text } if !cfg.defer_transports().iter().any(|t| t == route::ERROR_TRANSPORT) => {
+                if cfg.soft_bounce() {
+                    // soft_bounce: what would bounce waits instead (4.x.x); the verdict stays.
+                    attempted = true;
+                    still_pending += 1;
+                    line(route::ERROR_TRANSPORT, &soft(&dsn), Status::Deferred, &text);
+                    continue;
+                }
+                line(route::ERROR_TRANSPORT, &dsn, Status::Bounced, &text);
+                recipient_bounced(&Bounced { queue_id: id, envelope: env, index, dsn: &dsn, text: &text });
+                updates.push(Update::Recipient {
+                    index,
+                    state: RcptState::Bounced,
+                    dsn: Some(dsn),
+                    reason: Some(text),
+                });
+                continue;
+            }
+            Route::Error { .. } => ("4.3.2".to_string(), "deferred transport".to_string()),
+            Route::Retry { dsn, text } => {
+                attempted = true;
+                (dsn, text)
+            }
+            Route::Transport(transport) if cfg.defer_transports().contains(&transport) => {
+                ("4.3.2".to_string(), "deferred transport".to_string())
+            }
+            Route::Transport(_) => {
+                attempted = true;
+                ("4.3.0".to_string(), "mail transport unavailable".to_string())
+            }
+        };
+        still_pending += 1;
+        line(SERVICE, &dsn, Status::Deferred, &reason);
+        updates.push(Update::Recipient { index, state: RcptState::Pending, dsn: Some(dsn), reason: Some(reason) });
+    }
+    if still_pending == 0 {
+        // Every recipient is done: the message goes.
+        store.remove(QueueName::Incoming, id)?;
+        mail_info!(SERVICE, "{id}: removed");
+        return Ok(());
     }
     if attempted {
         let attempts = env.attempts + 1;
@@ -137,6 +187,37 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
     Ok(())
 }
 
+/// A bounce's status as a deferral (soft_bounce): 5.x.x becomes 4.x.x.
+fn soft(dsn: &str) -> String {
+    match dsn.strip_prefix('5') {
+        Some(rest) => format!("4{rest}"),
+        None => dsn.to_string(),
+    }
+}
+
+/// A recipient that failed for good, as the non-delivery notice will tell it.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounced<'a> {
+    pub queue_id: &'a str,
+    /// The message's envelope (sender, DSN options, the recipient's original address).
+    pub envelope: &'a Envelope,
+    /// Which recipient of `envelope`.
+    pub index: usize,
+    pub dsn: &'a str,
+    pub text: &'a str,
+}
+
+/// Called once for each recipient that bounces, after its `status=bounced` line is logged
+/// and before the queue file records it (or is removed, when nothing else is pending).
+///
+/// The non-delivery notice to the sender (a DSN message, RFC 3464) is the bounce daemon's
+/// work, which comes with a later issue: it will collect these recipients here and send one
+/// notice per message. Until then a bounced recipient is logged and recorded, and the sender
+/// is not told.
+pub fn recipient_bounced(bounced: &Bounced<'_>) {
+    let _ = bounced;
+}
+
 fn micros(us: i64) -> Duration {
     Duration::from_micros(us.max(0) as u64)
 }
@@ -147,4 +228,84 @@ pub fn backoff(cfg: &Config, attempts: u32) -> Duration {
     let max = cfg.maximal_backoff_time().max(min);
     let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
     min.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::queue::{Origin, Recipient, layout};
+
+    fn setup(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        layout::ensure(dir.path(), None).unwrap();
+        let text = format!(
+            "myhostname = \"mail.example.com\"\nqueue_directory = \"{}\"\ndefer_transports = [\"smtp\"]\n{extra}",
+            dir.path().display()
+        );
+        let cfg = Config::from_toml_str(&text, Path::new("/etc/tidemail/tidemail.toml")).unwrap();
+        let store = QueueStore::new(dir.path());
+        (dir, store, cfg)
+    }
+
+    fn queue(store: &QueueStore, recipients: Vec<Recipient>) -> String {
+        let mut writer = store.create(QueueName::Incoming, 0).unwrap();
+        writer.write_content(b"Subject: x\n\nbody\n").unwrap();
+        let envelope = Envelope::new("sender@mail.example.com", recipients, Origin::Local { uid: 0 }, 0);
+        store.commit(writer, &envelope).unwrap()
+    }
+
+    fn sentenced(address: &str, dsn: &str, text: &str) -> Recipient {
+        let mut r = Recipient::new(address);
+        r.dsn = Some(dsn.into());
+        r.reason = Some(text.into());
+        r
+    }
+
+    #[test]
+    fn all_bounced_means_removed() {
+        let (_dir, store, cfg) = setup("");
+        let id = queue(&store, vec![sentenced("unknown@test.net", "5.1.1", "User unknown in virtual alias table")]);
+        run_incoming(&cfg, &store).unwrap();
+        assert!(store.list(QueueName::Incoming).unwrap().is_empty());
+        assert!(store.list(QueueName::Deferred).unwrap().is_empty());
+        assert!(!store.path(QueueName::Incoming, &id).exists());
+    }
+
+    #[test]
+    fn bounced_once_then_the_rest_waits() {
+        let (_dir, store, cfg) = setup("");
+        let id = queue(
+            &store,
+            vec![
+                sentenced("who@some.com", "5.1.6", "User has moved to onetwo@newone.com"),
+                Recipient::new("a@remote.example"),
+            ],
+        );
+        run_incoming(&cfg, &store).unwrap();
+        let entry = store.read_entry(QueueName::Deferred, &id).unwrap();
+        let r = &entry.envelope.recipients;
+        assert_eq!(r[0].state, RcptState::Bounced);
+        assert_eq!(r[0].reason.as_deref(), Some("User has moved to onetwo@newone.com"));
+        assert_eq!((r[1].state, r[1].dsn.as_deref()), (RcptState::Pending, Some("4.3.2")));
+        // Back through incoming: the bounced recipient is not routed again.
+        release_deferred(&store, true).unwrap();
+        run_incoming(&cfg, &store).unwrap();
+        let entry = store.read_entry(QueueName::Deferred, &id).unwrap();
+        assert_eq!(entry.envelope.recipients[0].state, RcptState::Bounced);
+        assert_eq!(entry.envelope.pending().count(), 1);
+    }
+
+    #[test]
+    fn soft_bounce_keeps_the_verdict() {
+        let (_dir, store, cfg) = setup("soft_bounce = true\n");
+        let id = queue(&store, vec![sentenced("unknown@test.net", "5.1.1", "User unknown in virtual alias table")]);
+        run_incoming(&cfg, &store).unwrap();
+        let entry = store.read_entry(QueueName::Deferred, &id).unwrap();
+        let r = &entry.envelope.recipients[0];
+        assert_eq!((r.state, r.dsn.as_deref()), (RcptState::Pending, Some("5.1.1")));
+        assert_eq!(entry.envelope.attempts, 1);
+        assert_eq!(soft("5.1.1"), "4.1.1");
+    }
 }

@@ -5,9 +5,12 @@
 //! to other users' files, FIFOs and directories are refused (set aside to corrupt/, logged),
 //! and the submitting uid is the file owner the kernel recorded, never anything in the file.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::cleanup::{self, CleanupError};
 use crate::config::Config;
@@ -31,13 +34,31 @@ pub enum Outcome {
     Ignored,
 }
 
-/// Pick up everything in maildrop; returns the IDs queued in incoming.
-pub fn pickup_all(cfg: &Config, store: &QueueStore) -> io::Result<Vec<String>> {
+/// How long a maildrop file that could not be queued (a lookup table down, disk trouble)
+/// waits before pickup tries it again; the files behind it are not held up meanwhile.
+const RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Pick up everything in maildrop; returns the IDs queued in incoming. `retry_now` also takes
+/// the files that failed recently (a flush).
+pub fn pickup_all(cfg: &Config, store: &QueueStore, retry_now: bool) -> io::Result<Vec<String>> {
+    static WAITING: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    let mut waiting = WAITING.lock().unwrap_or_else(|p| p.into_inner());
+    let waiting = waiting.get_or_insert_with(HashMap::new);
+    if retry_now {
+        waiting.clear();
+    }
+    let now = Instant::now();
+    waiting.retain(|_, until| *until > now);
     let mut queued = Vec::new();
     for name in store.list(QueueName::Maildrop)? {
+        if waiting.contains_key(&name) {
+            continue;
+        }
         match pickup_one(cfg, store, &name) {
             Outcome::Queued(id) => queued.push(id),
-            Outcome::Retry => break, // the same problem would hit the next file too
+            Outcome::Retry => {
+                waiting.insert(name, now + RETRY_DELAY);
+            }
             Outcome::SetAside | Outcome::Vanished | Outcome::Ignored => {}
         }
     }

@@ -62,6 +62,35 @@ impl Env {
         Env { dir, config, queue, bin }
     }
 
+    /// A scratch installation whose configuration is `text` (one of the examples in config/,
+    /// say) with its queue_directory and mail_owner settings replaced: the scratch queue,
+    /// and, as root, mail_owner = nobody. $config_directory is the scratch directory: put
+    /// the tables the configuration names under it (`write_file`).
+    pub fn with_full_config(text: &str) -> Env {
+        let env = Env::with_config("");
+        let replaced = |l: &&str| {
+            let l = l.trim_start();
+            l.starts_with("mail_owner") || l.starts_with("queue_directory")
+        };
+        let kept: Vec<&str> = text.lines().filter(|l| !replaced(l)).collect();
+        let owner = if is_root() { "mail_owner = \"nobody\"\n" } else { "" };
+        let queue = format!("queue_directory = \"{}\"\n", env.queue.display());
+        fs::write(&env.config, format!("{queue}{owner}{}\n", kept.join("\n"))).unwrap();
+        env
+    }
+
+    /// Write a file (a lookup table) in the scratch directory; returns its path.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
     /// `tidemail -c CONFIG ARGS...`
     pub fn tidemail(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);

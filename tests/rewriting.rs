@@ -333,3 +333,13 @@ fn a_failing_table_defers_and_never_bounces() {
     assert_eq!(env.files("maildrop").len(), 1);
     assert!(!daemon.log().contains("bounced"), "{}", daemon.log());
 }
+
+#[test]
+fn virtual_company_root_goes_to_tom_once_newaliases_ran() {
+    let env = virtual_company();
+    let out = env.as_name("newaliases", &[]).output().unwrap();
+    assert!(out.status.success(), "newaliases: {}", String::from_utf8_lossy(&out.stderr));
+    let aliases = format!("hash:{}/tables/aliases", env.dir.path().display());
+    let out = env.tidemail(&["map", "query", &aliases, "root"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tom");
+}

@@ -82,7 +82,7 @@ fn is_dot_atom(s: &str) -> bool {
 
 /// The external form of an (unquoted) local part: as is when it is a dot-atom, otherwise a
 /// quoted string with `"` and `\` escaped. An empty local part stays empty.
-fn quote_local_part(local: &str) -> String {
+pub fn quote_local_part(local: &str) -> String {
     if local.is_empty() || is_dot_atom(local) {
         return local.to_string();
     }

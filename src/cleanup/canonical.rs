@@ -101,20 +101,9 @@ impl Canonical {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cleanup::trivial::Context;
+    use crate::cleanup::trivial::tests::ctx;
     use crate::maps::MapError;
     use crate::maps::search::testing::{TestMap, list};
-
-    fn ctx() -> Context {
-        Context {
-            origin: "example.com".into(),
-            domain: "example.com".into(),
-            swap_bangpath: true,
-            percent_hack: true,
-            append_at_origin: true,
-            append_dot_domain: false,
-        }
-    }
 
     fn local(d: &str) -> Result<bool, MapError> {
         Ok(d == "example.com" || d == "host.example.com")

@@ -141,10 +141,11 @@ pub fn canonicalize(address: &str, ctx: &Context) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ctx() -> Context {
+    /// The context the cleanup unit tests share: origin and domain example.com.
+    pub(crate) fn ctx() -> Context {
         Context {
             origin: "example.com".into(),
             domain: "example.com".into(),

@@ -111,15 +111,6 @@ pub fn strip_extension(address: &str, delimiters: &str) -> Option<(String, Strin
     Some((bare, extension.to_string()))
 }
 
-/// RFC 5322 atext, extended with every non-ASCII character (RFC 6532).
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
-}
-
-fn is_dot_atom(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|part| !part.is_empty() && part.chars().all(is_atext))
-}
-
 /// The internal form of an address: its local part unquoted (`"john smith"@example.com` →
 /// `john smith@example.com`). An address without quotes is returned as it is.
 pub fn internal_form(address: &str) -> String {
@@ -166,23 +157,7 @@ pub fn external_form(address: &str) -> String {
     }
 }
 
-/// A local part as written in an address: as it is when it is a dot-atom (or empty), else a
-/// quoted string with `"` and `\` escaped.
-pub fn quote_local_part(local: &str) -> String {
-    if local.is_empty() || is_dot_atom(local) {
-        return local.to_string();
-    }
-    let mut out = String::with_capacity(local.len() + 2);
-    out.push('"');
-    for c in local.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
+pub use crate::address::quote_local_part;
 
 /// Whether a domain is one of ours, for the `user` keys of [`address`].
 pub trait LocalTest {

@@ -6,6 +6,7 @@
 //! with `config`, `control` (CLI ↔ daemon), `log` (Postfix-format mail log) and `daemon` beside.
 
 pub mod address;
+pub mod bounce;
 pub mod cleanup;
 pub mod cli;
 pub mod config;

@@ -6,9 +6,9 @@
 //!
 //! The one transport that works is `error` (Postfix's error(8)): recipients cleanup found
 //! undeliverable (relocated, unknown in a virtual alias domain, a rejected local submission)
-//! are logged `status=bounced` under its name, once, and recorded as bounced
-//! ([`recipient_bounced`] is where the non-delivery notice will start). A message with no
-//! recipient left pending is removed (`QID: removed`).
+//! are logged `status=bounced` under its name, once, and recorded as bounced; once that is
+//! durable, the sender gets one non-delivery notice for the message ([`crate::bounce`]). A
+//! message with no recipient left pending is removed (`QID: removed`).
 
 pub mod route;
 
@@ -19,7 +19,7 @@ use self::route::Route;
 use crate::config::Config;
 use crate::log::{self, Delivery, Status};
 use crate::queue::store::now_us;
-use crate::queue::{Envelope, QueueError, QueueName, QueueStore, RcptState, Update};
+use crate::queue::{QueueError, QueueName, QueueStore, RcptState, Update};
 use crate::{mail_info, mail_warning};
 
 const SERVICE: &str = "qmgr";
@@ -107,6 +107,8 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         }
     };
     let mut updates = Vec::new();
+    // Recipients that bounce in this pass: one notice tells of them all.
+    let mut bounced = Vec::new();
     let mut attempted = false;
     let mut still_pending = 0;
     for &index in &pending {
@@ -143,7 +145,7 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
                     continue;
                 }
                 line(route::ERROR_TRANSPORT, &dsn, Status::Bounced, &text);
-                recipient_bounced(&Bounced { queue_id: id, envelope: env, index, dsn: &dsn, text: &text });
+                bounced.push(index);
                 updates.push(Update::Recipient {
                     index,
                     state: RcptState::Bounced,
@@ -170,7 +172,11 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
         updates.push(Update::Recipient { index, state: RcptState::Pending, dsn: Some(dsn), reason: Some(reason) });
     }
     if still_pending == 0 {
-        // Every recipient is done: the message goes.
+        // Every recipient is done: the message goes, after the notice is made from it.
+        if !bounced.is_empty() {
+            store.append_updates(QueueName::Incoming, id, &updates)?;
+            notify_sender(cfg, store, QueueName::Incoming, id, &bounced);
+        }
         store.remove(QueueName::Incoming, id)?;
         mail_info!(SERVICE, "{id}: removed");
         return Ok(());
@@ -184,6 +190,7 @@ fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError>
     // this release), so the message goes from incoming straight to deferred with its new
     // state: one flush. Recipients that can be delivered will pass through active.
     store.update_and_move(id, QueueName::Incoming, QueueName::Deferred, &updates)?;
+    notify_sender(cfg, store, QueueName::Deferred, id, &bounced);
     Ok(())
 }
 
@@ -195,27 +202,16 @@ fn soft(dsn: &str) -> String {
     }
 }
 
-/// A recipient that failed for good, as the non-delivery notice will tell it.
-#[derive(Debug, Clone, Copy)]
-pub struct Bounced<'a> {
-    pub queue_id: &'a str,
-    /// The message's envelope (sender, DSN options, the recipient's original address).
-    pub envelope: &'a Envelope,
-    /// Which recipient of `envelope`.
-    pub index: usize,
-    pub dsn: &'a str,
-    pub text: &'a str,
-}
-
-/// Called once for each recipient that bounces, after its `status=bounced` line is logged
-/// and before the queue file records it (or is removed, when nothing else is pending).
+/// Tell the sender about the recipients that bounced in this pass (nothing when none did).
 ///
-/// The non-delivery notice to the sender (a DSN message, RFC 3464) is the bounce daemon's
-/// work, which comes with a later issue: it will collect these recipients here and send one
-/// notice per message. Until then a bounced recipient is logged and recorded, and the sender
-/// is not told.
-pub fn recipient_bounced(bounced: &Bounced<'_>) {
-    let _ = bounced;
+/// Called only after the queue file records them as bounced (durably): the order is "record,
+/// then notify". A crash between the two loses at worst the notice, never mail, and the
+/// recipients are not bounced (or reported) twice. Should the notice not be queued, a warning
+/// is logged and the message goes on as usual.
+fn notify_sender(cfg: &Config, store: &QueueStore, queue: QueueName, id: &str, bounced: &[usize]) {
+    if !bounced.is_empty() {
+        crate::bounce::notify_or_warn(cfg, store, queue, id, bounced);
+    }
 }
 
 fn micros(us: i64) -> Duration {
@@ -235,7 +231,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::queue::{Origin, Recipient, layout};
+    use crate::queue::{Envelope, Origin, Recipient, layout};
 
     fn setup(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
         let dir = tempfile::tempdir().unwrap();
@@ -268,9 +264,13 @@ mod tests {
         let (_dir, store, cfg) = setup("");
         let id = queue(&store, vec![sentenced("unknown@test.net", "5.1.1", "User unknown in virtual alias table")]);
         run_incoming(&cfg, &store).unwrap();
-        assert!(store.list(QueueName::Incoming).unwrap().is_empty());
         assert!(store.list(QueueName::Deferred).unwrap().is_empty());
         assert!(!store.path(QueueName::Incoming, &id).exists());
+        // What is left is the non-delivery notice, made before the message went.
+        let left = store.list(QueueName::Incoming).unwrap();
+        assert_eq!(left.len(), 1);
+        let notice = store.read_entry(QueueName::Incoming, &left[0]).unwrap().envelope;
+        assert_eq!((notice.sender.as_str(), notice.recipients[0].address.as_str()), ("", "sender@mail.example.com"));
     }
 
     #[test]

@@ -14,20 +14,6 @@ fn relocated_env() -> Env {
     env
 }
 
-fn send(env: &Env, args: &[&str], message: &[u8]) {
-    let out = env.sendmail(args, message);
-    assert!(out.status.success(), "sendmail {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn queue_id(daemon: &Daemon, message_id: &str) -> String {
-    let needle = format!(": message-id={message_id}");
-    daemon.wait_log(&needle);
-    let log = daemon.log();
-    let line = log.lines().find(|l| l.contains(&needle)).unwrap();
-    let before = &line[..line.find(&needle).unwrap()];
-    before.rsplit(' ').next().unwrap().to_string()
-}
-
 /// Wait for `id`'s notice; returns the notice's queue ID once it is deferred.
 fn notice_id(env: &Env, daemon: &Daemon, id: &str, whom: &str) -> String {
     let needle = format!("{id}: {whom} non-delivery notification: ");
@@ -50,8 +36,8 @@ fn read(env: &Env, id: &str) -> (Envelope, String) {
 fn relocated_recipient_gets_the_sender_a_notice() {
     let env = relocated_env();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "tom@test.example", "-V", "tom-envid-1", "gone@test.example"], &message(1, ""));
-    let id = queue_id(&daemon, "<test-1@test.example>");
+    env.submit(&["-f", "tom@test.example", "-V", "tom-envid-1", "gone@test.example"], &message(1, ""));
+    let id = daemon.queue_id_of("<test-1@test.example>");
     let new = notice_id(&env, &daemon, &id, "sender");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
@@ -89,8 +75,8 @@ fn relocated_recipient_gets_the_sender_a_notice() {
 fn notify_never_means_no_notice() {
     let env = relocated_env();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "tom@test.example", "-N", "never", "gone@test.example"], &message(2, ""));
-    let id = queue_id(&daemon, "<test-2@test.example>");
+    env.submit(&["-f", "tom@test.example", "-N", "never", "gone@test.example"], &message(2, ""));
+    let id = daemon.queue_id_of("<test-2@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     assert!(log.contains("status=bounced"), "{log}");
@@ -102,8 +88,8 @@ fn notify_never_means_no_notice() {
 fn ret_hdrs_returns_headers_only() {
     let env = relocated_env();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "tom@test.example", "-R", "hdrs", "gone@test.example"], &message(3, ""));
-    let id = queue_id(&daemon, "<test-3@test.example>");
+    env.submit(&["-f", "tom@test.example", "-R", "hdrs", "gone@test.example"], &message(3, ""));
+    let id = daemon.queue_id_of("<test-3@test.example>");
     let new = notice_id(&env, &daemon, &id, "sender");
     let (_, content) = read(&env, &new);
     assert!(content.contains("Content-Type: text/rfc822-headers\n"), "{content}");
@@ -116,8 +102,8 @@ fn ret_hdrs_returns_headers_only() {
 fn null_sender_bounce_goes_to_the_postmaster() {
     let env = relocated_env();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "<>", "gone@test.example"], &message(4, ""));
-    let id = queue_id(&daemon, "<test-4@test.example>");
+    env.submit(&["-f", "<>", "gone@test.example"], &message(4, ""));
+    let id = daemon.queue_id_of("<test-4@test.example>");
     let new = notice_id(&env, &daemon, &id, "postmaster");
     let (envelope, content) = read(&env, &new);
     assert_eq!(envelope.sender, "");
@@ -132,8 +118,8 @@ fn a_failed_notice_is_not_reported() {
     let daemon = env.start_daemon();
     let notice = "From: MAILER-DAEMON@elsewhere.example (Mail Delivery System)\n\
                   Auto-Submitted: auto-replied\nSubject: Undelivered Mail Returned to Sender\n";
-    send(&env, &["-f", "<>", "gone@test.example"], &message(5, notice));
-    let id = queue_id(&daemon, "<test-5@test.example>");
+    env.submit(&["-f", "<>", "gone@test.example"], &message(5, notice));
+    let id = daemon.queue_id_of("<test-5@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     assert!(log.contains(&format!("warning: {id}: undeliverable delivery notice from <>")), "{log}");

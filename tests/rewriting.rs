@@ -8,21 +8,11 @@ use std::fs;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{Daemon, Env, message, wait_for};
+use common::{Env, message, wait_for};
 use regex::Regex;
 use tidemail::queue::{Envelope, QueueName, RcptState};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The queue ID cleanup gave the message with this Message-ID (from the log).
-fn queue_id(daemon: &Daemon, message_id: &str) -> String {
-    let needle = format!(": message-id={message_id}");
-    daemon.wait_log(&needle);
-    let log = daemon.log();
-    let line = log.lines().find(|l| l.contains(&needle)).unwrap();
-    let before = &line[..line.find(&needle).unwrap()];
-    before.rsplit(' ').next().unwrap().to_string()
-}
 
 /// A message's envelope and content, wherever it is queued.
 fn read(env: &Env, queue: QueueName, id: &str) -> (Envelope, String) {
@@ -34,11 +24,6 @@ fn read(env: &Env, queue: QueueName, id: &str) -> (Envelope, String) {
 
 fn header_lines(content: &str) -> Vec<&str> {
     content.split("\n\n").next().unwrap().lines().collect()
-}
-
-fn send(env: &Env, args: &[&str], message: &[u8]) {
-    let out = env.sendmail(args, message);
-    assert!(out.status.success(), "sendmail {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn build(env: &Env, table: &str) {
@@ -74,8 +59,8 @@ fn the_example_configurations_load() {
 fn virtual_domain_users_and_unknown_users() {
     let env = virtual_company();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "root", "tom@test.net", "white@test.net", "unknown@test.net"], &message(1, ""));
-    let id = queue_id(&daemon, "<test-1@test.example>");
+    env.submit(&["-f", "root", "tom@test.net", "white@test.net", "unknown@test.net"], &message(1, ""));
+    let id = daemon.queue_id_of("<test-1@test.example>");
     daemon.wait_log("status=bounced");
     daemon.wait_until("the message deferred", || env.files("deferred").contains(&id));
     let log = daemon.log();
@@ -104,7 +89,7 @@ fn virtual_domain_users_and_unknown_users() {
 
     // Another attempt for tom and white: the unknown user is not bounced (or logged) again.
     let attempts = |log: &str| log.matches(&format!("{id}: to=<tom@test.com>")).count();
-    send(&env, &["-q"], b"");
+    env.submit(&["-q"], b"");
     daemon.wait_until("a second attempt", || attempts(&daemon.log()) == 2);
     assert_eq!(daemon.log().matches("status=bounced").count(), 1, "{}", daemon.log());
 }
@@ -113,8 +98,8 @@ fn virtual_domain_users_and_unknown_users() {
 fn a_message_for_unknown_users_only_is_removed() {
     let env = virtual_company();
     let daemon = env.start_daemon();
-    send(&env, &["nobody@test.net"], &message(2, ""));
-    let id = queue_id(&daemon, "<test-2@test.example>");
+    env.submit(&["nobody@test.net"], &message(2, ""));
+    let id = daemon.queue_id_of("<test-2@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     assert!(log.contains(&format!("{id}: to=<nobody@test.net>, relay=none")), "{log}");
@@ -132,10 +117,10 @@ fn dialup_office_masquerades_host_names() {
     let daemon = env.start_daemon();
     let headers = "From: A User <user@yourhost.isp.com>\nTo: friend@elsewhere.org\n\
                    Cc: colleague@yourhost.isp.com, root@yourhost.isp.com\n";
-    send(&env, &["-f", "user@yourhost.isp.com", "friend@elsewhere.org"], &message(3, headers));
-    send(&env, &["-f", "root", "friend@elsewhere.org"], &message(4, ""));
-    let user = queue_id(&daemon, "<test-3@test.example>");
-    let root = queue_id(&daemon, "<test-4@test.example>");
+    env.submit(&["-f", "user@yourhost.isp.com", "friend@elsewhere.org"], &message(3, headers));
+    env.submit(&["-f", "root", "friend@elsewhere.org"], &message(4, ""));
+    let user = daemon.queue_id_of("<test-3@test.example>");
+    let root = daemon.queue_id_of("<test-4@test.example>");
     daemon.wait_until("both deferred", || {
         let deferred = env.files("deferred");
         deferred.contains(&user) && deferred.contains(&root)
@@ -166,8 +151,8 @@ fn canonical_maps_give_firstname_lastname() {
     );
     let daemon = env.start_daemon();
     let headers = "From: Wietse <wietse@mail.test.example>\nTo: ann@old.test.example (Ann)\n";
-    send(&env, &["-f", "wietse", "ann@old.test.example"], &message(5, headers));
-    let id = queue_id(&daemon, "<test-5@test.example>");
+    env.submit(&["-f", "wietse", "ann@old.test.example"], &message(5, headers));
+    let id = daemon.queue_id_of("<test-5@test.example>");
     daemon.wait_until("deferred", || env.files("deferred").contains(&id));
     let (envelope, content) = read(&env, QueueName::Deferred, &id);
     assert_eq!(envelope.sender, "Wietse.Venema@test.example");
@@ -184,8 +169,8 @@ fn relocated_users_bounce_with_their_new_address() {
     let env = Env::with_config(r#"relocated_maps = ["texthash:$config_directory/relocated"]"#);
     env.write_file("relocated", "who@mail.test.example onetwo@newone.com\n");
     let daemon = env.start_daemon();
-    send(&env, &["who@mail.test.example"], &message(6, ""));
-    let id = queue_id(&daemon, "<test-6@test.example>");
+    env.submit(&["who@mail.test.example"], &message(6, ""));
+    let id = daemon.queue_id_of("<test-6@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     assert!(
@@ -221,8 +206,8 @@ body_checks = ["regexp:$config_directory/body_checks"]"#,
 fn header_reject_bounces_local_mail() {
     let env = checks_env();
     let daemon = env.start_daemon();
-    send(&env, &["-f", "sender@mail.test.example", "r@remote.example"], &message(7, "Subject: reject me\n"));
-    let id = queue_id(&daemon, "<test-7@test.example>");
+    env.submit(&["-f", "sender@mail.test.example", "r@remote.example"], &message(7, "Subject: reject me\n"));
+    let id = daemon.queue_id_of("<test-7@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     let reject = format!(
@@ -237,8 +222,8 @@ fn header_reject_bounces_local_mail() {
 fn body_reject_bounces_local_mail() {
     let env = checks_env();
     let daemon = env.start_daemon();
-    send(&env, &["r@remote.example"], b"Subject: hello\nMessage-ID: <body@test.example>\n\nfine\nbad words here\n");
-    let id = queue_id(&daemon, "<body@test.example>");
+    env.submit(&["r@remote.example"], b"Subject: hello\nMessage-ID: <body@test.example>\n\nfine\nbad words here\n");
+    let id = daemon.queue_id_of("<body@test.example>");
     daemon.wait_log(&format!("{id}: removed"));
     let log = daemon.log();
     assert!(log.contains(&format!("{id}: reject: body bad words here from local;")), "{log}");
@@ -249,8 +234,8 @@ fn body_reject_bounces_local_mail() {
 fn header_hold_puts_the_message_on_hold() {
     let env = checks_env();
     let daemon = env.start_daemon();
-    send(&env, &["r@remote.example"], &message(8, "Subject: hold me\n"));
-    let id = queue_id(&daemon, "<test-8@test.example>");
+    env.submit(&["r@remote.example"], &message(8, "Subject: hold me\n"));
+    let id = daemon.queue_id_of("<test-8@test.example>");
     daemon.wait_log(&format!("{id}: hold: header Subject: hold me from local;"));
     daemon.wait_until("the message in hold", || env.files("hold").contains(&id));
     assert!(daemon.log().contains(": waiting for the boss"), "{}", daemon.log());
@@ -264,8 +249,8 @@ fn header_hold_puts_the_message_on_hold() {
 fn header_discard_drops_the_message() {
     let env = checks_env();
     let daemon = env.start_daemon();
-    send(&env, &["r@remote.example"], &message(9, "Subject: discard me\n"));
-    let id = queue_id(&daemon, "<test-9@test.example>");
+    env.submit(&["r@remote.example"], &message(9, "Subject: discard me\n"));
+    let id = daemon.queue_id_of("<test-9@test.example>");
     daemon.wait_log(&format!("{id}: discard: header Subject: discard me from local;"));
     wait_for("maildrop emptied", WAIT, || env.files("maildrop").is_empty());
     std::thread::sleep(Duration::from_millis(300));
@@ -280,10 +265,10 @@ fn header_edits_and_warnings() {
     let env = checks_env();
     let daemon = env.start_daemon();
     let headers = "Subject: prepend me\nX-Secret: 42\nX-Old: 1\n";
-    send(&env, &["r@remote.example"], &message(10, headers));
-    send(&env, &["r@remote.example"], &message(11, "Subject: warn me\n"));
-    let edited = queue_id(&daemon, "<test-10@test.example>");
-    let warned = queue_id(&daemon, "<test-11@test.example>");
+    env.submit(&["r@remote.example"], &message(10, headers));
+    env.submit(&["r@remote.example"], &message(11, "Subject: warn me\n"));
+    let edited = daemon.queue_id_of("<test-10@test.example>");
+    let warned = daemon.queue_id_of("<test-11@test.example>");
     daemon.wait_until("both deferred", || {
         let deferred = env.files("deferred");
         deferred.contains(&edited) && deferred.contains(&warned)
@@ -308,7 +293,7 @@ fn a_table_that_cannot_be_opened_keeps_mail_in_maildrop() {
     let env = Env::with_config(r#"virtual_alias_maps = ["hash:$config_directory/virtual"]"#);
     let source = env.write_file("virtual", "tom@mail.test.example tom@elsewhere.example\n");
     let daemon = env.start_daemon();
-    send(&env, &["tom@mail.test.example"], &message(12, ""));
+    env.submit(&["tom@mail.test.example"], &message(12, ""));
     daemon.wait_log("message not accepted, try again later");
     daemon.wait_log("will retry");
     assert_eq!(env.files("maildrop").len(), 1);
@@ -319,7 +304,7 @@ fn a_table_that_cannot_be_opened_keeps_mail_in_maildrop() {
     // once instead of after pickup's retry delay.
     build(&env, &format!("hash:{}", source.display()));
     assert!(env.tidemail(&["flush"]).status().unwrap().success());
-    let id = queue_id(&daemon, "<test-12@test.example>");
+    let id = daemon.queue_id_of("<test-12@test.example>");
     daemon.wait_until("deferred", || env.files("deferred").contains(&id));
     let (envelope, _) = read(&env, QueueName::Deferred, &id);
     assert_eq!(envelope.recipients[0].address, "tom@elsewhere.example");
@@ -329,7 +314,7 @@ fn a_table_that_cannot_be_opened_keeps_mail_in_maildrop() {
 fn a_failing_table_defers_and_never_bounces() {
     let env = Env::with_config(r#"header_checks = ["fail:broken"]"#);
     let daemon = env.start_daemon();
-    send(&env, &["r@remote.example"], &message(13, ""));
+    env.submit(&["r@remote.example"], &message(13, ""));
     daemon.wait_log("header_checks map lookup problem -- message not accepted, try again later");
     daemon.wait_log("will retry");
     assert_eq!(env.files("maildrop").len(), 1);

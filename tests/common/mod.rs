@@ -105,6 +105,12 @@ impl Env {
         c
     }
 
+    /// Run `sendmail ARGS` with `input` on stdin and insist that it queued the message.
+    pub fn submit(&self, args: &[&str], input: &[u8]) {
+        let out = self.sendmail(args, input);
+        assert!(out.status.success(), "sendmail {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Run `sendmail ARGS` with `input` on stdin.
     pub fn sendmail(&self, args: &[&str], input: &[u8]) -> Output {
         run_with_input(self.as_name("sendmail", args), input)
@@ -177,6 +183,16 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The queue ID cleanup gave the message with this Message-ID (read from the log).
+    pub fn queue_id_of(&self, message_id: &str) -> String {
+        let needle = format!(": message-id={message_id}");
+        self.wait_log(&needle);
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+        let before = &line[..line.find(&needle).unwrap()];
+        before.rsplit(' ').next().unwrap().to_string()
     }
 
     pub fn wait_log(&self, what: &str) {

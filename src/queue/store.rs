@@ -1,9 +1,10 @@
 //! Writing, reading and moving queue files, durably.
 //!
-//! The write path follows the durability rules: a message is written under a temporary name,
-//! its data made durable, renamed to its queue ID, and the directory made durable, before the
-//! writer is told it is safe (and only then acknowledges: SMTP 250, sendmail exit 0).
-//! Concurrent writers share the expensive part through `GroupCommit`.
+//! The write path: a message is written under a temporary name and renamed to its queue ID;
+//! then its data and the directory are made durable, and only then is the writer told it is
+//! safe (and acknowledges: SMTP 250, sendmail exit 0). A crash before that leaves at worst a
+//! renamed file that fails its checksums (set aside, never delivered) and whose sender was
+//! never told it was safe. Concurrent writers share the flushes through `GroupCommit`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -195,7 +196,8 @@ impl QueueStore {
         Ok(())
     }
 
-    /// Record state changes and move the message to another queue, with one flush for both.
+    /// Record state changes and move the message to another queue; the file's flush commits
+    /// both, the directory's makes the new name durable on any file system.
     /// A crash before the flush ends leaves either the old state in the old queue (the step is
     /// done again) or the new queue with a torn last update (dropped, see record.rs): never a
     /// lost message.
@@ -208,7 +210,8 @@ impl QueueStore {
     ) -> Result<(), QueueError> {
         let file = self.write_updates(from, id, updates)?;
         fs::rename(self.path(from, id), self.path(to, id))?;
-        syncfs(&file)?;
+        file.sync_data()?;
+        fsync_dir(&self.dir(to))?;
         Ok(())
     }
 
@@ -428,10 +431,12 @@ impl GroupCommit {
 }
 
 fn make_durable(batch: Vec<(u64, Job)>) -> Vec<(u64, io::Result<String>)> {
-    // 1. Every file under its queue ID. 2. One syncfs: the data and the new names of the
-    // whole batch reach the disk in one flush. A crash before it ends may leave a renamed
-    // file with missing blocks; nobody was told it was safe, and its checksums make pickup or
-    // the queue manager set it aside instead of delivering it.
+    // 1. Every file under its queue ID. 2. Each file's data flushed: the first flush commits
+    // the journal with every rename and (ext4's ordered mode) the batch's data, so the others
+    // cost little. 3. One fsync per directory for the new names. Only our own files are
+    // flushed, never the whole file system (a syncfs would wait for every other program's
+    // writes). A crash before the end may leave a renamed file with missing blocks; nobody was
+    // told it was safe, and its checksums make pickup or the queue manager set it aside.
     let mut renamed = Vec::with_capacity(batch.len());
     for (ticket, job) in batch {
         let result = rename_to_id(&job);
@@ -440,25 +445,47 @@ fn make_durable(batch: Vec<(u64, Job)>) -> Vec<(u64, io::Result<String>)> {
         }
         renamed.push((ticket, result, job));
     }
-    let flushed = match renamed.iter().find(|(_, r, _)| r.is_ok()) {
-        Some((_, _, job)) => syncfs(&job.file).map_err(|e| e.to_string()),
-        None => Ok(()),
-    };
-    renamed
+    let mut synced_dirs: Vec<(PathBuf, Result<(), String>)> = Vec::new();
+    let mut results = Vec::with_capacity(renamed.len());
+    for (ticket, result, job) in &renamed {
+        let result = match result {
+            Ok(id) => job.file.sync_data().map(|()| id.clone()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        if result.is_ok() && !synced_dirs.iter().any(|(d, _)| *d == job.dir) {
+            synced_dirs.push((job.dir.clone(), sync_entries(&job.dir, &job.file).map_err(|e| e.to_string())));
+        }
+        results.push((*ticket, result, job.dir.clone()));
+    }
+    let ids: Vec<Option<String>> = renamed.iter().map(|(_, r, _)| r.as_ref().ok().cloned()).collect();
+    results
         .into_iter()
-        .map(|(ticket, result, job)| {
-            let result = match (&flushed, result) {
-                (Err(e), Ok(_)) => Err(io::Error::other(format!("sync of {}: {e}", job.dir.display()))),
-                (_, result) => result,
-            };
+        .zip(ids)
+        .map(|((ticket, result, dir), id)| {
+            let result = result.and_then(|id| match synced_dirs.iter().find(|(d, _)| *d == dir) {
+                Some((_, Err(e))) => Err(io::Error::other(format!("fsync of {}: {e}", dir.display()))),
+                _ => Ok(id),
+            });
+            // The writer hears of the failure and may try again: take the file back so the
+            // message is not queued twice.
+            if let (Err(_), Some(id)) = (&result, id) {
+                let _ = fs::remove_file(dir.join(id));
+            }
             (ticket, result)
         })
         .collect()
 }
 
-/// Make everything written to the file system durable: data, inodes and directory entries.
-/// An ordinary user submitting to maildrop cannot open that directory to fsync it (it is not
-/// readable to others, see layout.rs), so this is also the one flush that works for them.
+/// Make the names in `dir` durable. An ordinary user submitting to maildrop may not open that
+/// directory (it is not readable to others, see layout.rs); only then is the whole file system
+/// flushed (syncfs through the file we wrote), which includes the new name.
+fn sync_entries(dir: &Path, file: &File) -> io::Result<()> {
+    match fsync_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => syncfs(file),
+        other => other,
+    }
+}
+
 fn syncfs(file: &File) -> io::Result<()> {
     // SAFETY: syncfs takes any open descriptor of the file system; ours is valid.
     if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }

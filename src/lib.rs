@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deliver;
 pub mod log;
 pub mod maps;
 pub mod message;

@@ -297,6 +297,26 @@ parameters! {
     syslog_name: Str = "tidemail", check = checks::non_empty;
     /// Log to this file instead of syslog ("" = syslog; /dev/stdout works under systemd).
     maillog_file: Str = "", check = checks::absolute_path_or_empty;
+
+    // ---- SMTP client ----
+    /// The wait for a TCP connection to a remote SMTP server (default unit: seconds).
+    smtp_connect_timeout: Time('s') = "30s", check = at_least::<1>;
+    /// The wait for the server's greeting and for the reply to EHLO/HELO.
+    smtp_helo_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// The wait for the reply to MAIL FROM.
+    smtp_mail_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// The wait for the reply to each RCPT TO.
+    smtp_rcpt_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// The wait for the reply to DATA.
+    smtp_data_init_timeout: Time('s') = "120s", check = at_least::<1>;
+    /// The wait for each write of message content to complete.
+    smtp_data_xfer_timeout: Time('s') = "180s", check = at_least::<1>;
+    /// The wait for the reply to the final "." of the message content.
+    smtp_data_done_timeout: Time('s') = "600s", check = at_least::<1>;
+    /// The wait for the reply to RSET (between messages on one connection).
+    smtp_rset_timeout: Time('s') = "20s", check = at_least::<1>;
+    /// The wait for the reply to QUIT.
+    smtp_quit_timeout: Time('s') = "300s", check = at_least::<1>;
 }
 
 impl Param {

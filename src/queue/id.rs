@@ -44,7 +44,9 @@ pub fn queue_id(arrival_us: i64, inode: u64) -> String {
 /// True if `name` has the shape of one of our queue IDs (used to skip strangers in queue dirs
 /// and to refuse path tricks in IDs given on the command line or the control socket).
 pub fn is_queue_id(name: &str) -> bool {
-    let Some((time, inode)) = name.split_once(SEPARATOR) else {
+    // The time digits may contain `z` (the last base-52 digit); the inode's never do, so the
+    // separator is the last `z`.
+    let Some((time, inode)) = name.rsplit_once(SEPARATOR) else {
         return false;
     };
     time.len() >= SEC_PAD + USEC_PAD
@@ -76,6 +78,14 @@ mod tests {
             assert!(id > last, "{id} after {last}");
             last = id;
         }
+    }
+
+    #[test]
+    fn time_digits_may_contain_z() {
+        // 51 microseconds encode as the digit `z`.
+        let id = queue_id(1_795_321_106_000_051, 7);
+        assert!(id[..10].contains('z'), "{id}");
+        assert!(is_queue_id(&id), "{id}");
     }
 
     #[test]

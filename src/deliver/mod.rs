@@ -1,0 +1,3 @@
+//! Delivery agents: what takes a message out of the queue to its next hop.
+
+pub mod smtp;

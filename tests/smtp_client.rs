@@ -1,0 +1,465 @@
+//! The smarthost SMTP client against real servers on loopback: aiosmtpd (tests/smtp/sink.py,
+//! a recording smarthost that is not ours), plus bare sockets for the connection failures.
+//! Every wait is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tidemail::deliver::smtp::{ClientSettings, Outcome, Outgoing, RcptResult, Session, SessionError, Stage};
+
+const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
+
+/// A Python that has aiosmtpd, or None (the test is then skipped; CI runs as root and installs it).
+fn python() -> Option<&'static str> {
+    let found = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if found.is_none() {
+        assert!(!nix::unistd::geteuid().is_root(), "python3-aiosmtpd is missing (.ci/test installs it)");
+        eprintln!("skipped: python3-aiosmtpd is not installed (run .ci/test as root to install it)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The recording smarthost, stopped when dropped.
+struct Sink {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start(args: &[&str]) -> Option<Sink> {
+        let python = python()?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(python)
+            .arg(SINK)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(20));
+        if ready.as_deref().map(str::trim) != Ok("ready") {
+            let _ = child.kill();
+            panic!("sink.py did not start: {ready:?}");
+        }
+        Some(Sink { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir })
+    }
+
+    /// The messages recorded so far: (envelope record, content as received).
+    fn messages(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let mut found = Vec::new();
+        for number in 1.. {
+            let base: PathBuf = self.dir.path().join(number.to_string());
+            let Ok(record) = std::fs::read_to_string(base.with_extension("json")) else { break };
+            let content = std::fs::read(base.with_extension("eml")).unwrap();
+            found.push((serde_json::from_str(&record).unwrap(), content));
+        }
+        found
+    }
+
+    async fn connect(&self) -> Session {
+        Session::connect("sink.test", &[self.addr], &settings()).await.unwrap()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Short waits: every test finishes in seconds even when something hangs.
+fn settings() -> ClientSettings {
+    let mut settings = ClientSettings::new("client.test");
+    let wait = Duration::from_secs(10);
+    settings.connect_timeout = wait;
+    settings.helo_timeout = wait;
+    settings.mail_timeout = wait;
+    settings.rcpt_timeout = wait;
+    settings.data_init_timeout = wait;
+    settings.data_xfer_timeout = wait;
+    settings.data_done_timeout = wait;
+    settings.rset_timeout = wait;
+    settings.quit_timeout = wait;
+    settings
+}
+
+fn message<'a>(sender: &str, recipients: &[&str], content: &'a [u8]) -> Outgoing<&'a [u8]> {
+    Outgoing {
+        sender: sender.to_string(),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        size: content.len() as u64,
+        body_8bit: !content.is_ascii(),
+        content,
+    }
+}
+
+fn summary(results: &[RcptResult]) -> Vec<(usize, u16, &str, Outcome)> {
+    results.iter().map(|r| (r.index, r.code, r.status.as_str(), r.outcome())).collect()
+}
+
+const TEXT: &[u8] = b"Subject: test\nFrom: alice@client.test\n\nHello.\n";
+
+#[tokio::test]
+async fn mixed_recipient_results_in_one_pipelined_transaction() {
+    let Some(sink) = Sink::start(&[
+        "--reply",
+        "later@sink.test=450 4.2.1 <later@sink.test>: mailbox busy",
+        "--reply",
+        "nobody@sink.test=550 5.1.1 <nobody@sink.test>: Recipient address rejected",
+        "--reply",
+        "plain@sink.test=554 no thanks",
+    ]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    assert!(session.capabilities().esmtp && session.capabilities().pipelining);
+    let recipients = ["one@sink.test", "later@sink.test", "nobody@sink.test", "plain@sink.test", "two@sink.test"];
+    let results = session.send(message("alice@client.test", &recipients, TEXT)).await.unwrap();
+    assert_eq!(
+        summary(&results),
+        [
+            (0, 250, "2.0.0", Outcome::Delivered),
+            (1, 450, "4.2.1", Outcome::Deferred),
+            (2, 550, "5.1.1", Outcome::Bounced),
+            (3, 554, "5.0.0", Outcome::Bounced),
+            (4, 250, "2.0.0", Outcome::Delivered),
+        ]
+    );
+    assert_eq!(results[0].text, "250 2.0.0 Ok: queued as M1");
+    assert_eq!(results[0].stage, Stage::EndOfData);
+    assert_eq!(
+        results[2].diagnostic(session.relay()),
+        "host sink.test[127.0.0.1] said: 550 5.1.1 <nobody@sink.test>: Recipient address rejected \
+         (in reply to RCPT TO command)"
+    );
+    assert_eq!(session.relay().to_string(), format!("sink.test[127.0.0.1]:{}", sink.addr.port()));
+    session.quit().await;
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    let (record, _) = &messages[0];
+    assert_eq!(record["mail_from"], "alice@client.test");
+    assert_eq!(record["rcpt_tos"], serde_json::json!(["one@sink.test", "two@sink.test"]));
+    assert_eq!(record["helo"], "client.test");
+    assert_eq!(record["esmtp"], true);
+    assert_eq!(record["pipelined"], true, "MAIL, RCPT and DATA should go in one write");
+}
+
+#[tokio::test]
+async fn several_messages_over_one_connection() {
+    let Some(sink) = Sink::start(&["--reply", "nobody@sink.test=550 5.1.1 no such user"]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    let first = session.send(message("a@client.test", &["x@sink.test"], b"first\n")).await.unwrap();
+    assert_eq!(first[0].outcome(), Outcome::Delivered);
+    // Every recipient refused: the transaction is left open at the server and needs RSET.
+    let refused = session.send(message("a@client.test", &["nobody@sink.test"], b"never\n")).await.unwrap();
+    assert_eq!(summary(&refused), [(0, 550, "5.1.1", Outcome::Bounced)]);
+    let third = session.send(message("", &["y@sink.test"], b"third\n")).await.unwrap();
+    assert_eq!(third[0].outcome(), Outcome::Delivered);
+    assert!(session.is_usable());
+    session.quit().await;
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].1, b"first\r\n");
+    assert_eq!(messages[1].1, b"third\r\n");
+    assert_eq!(messages[1].0["mail_from"], "<>");
+    assert_eq!(messages[0].0["peer"], messages[1].0["peer"], "both messages over the same connection");
+}
+
+#[tokio::test]
+async fn helo_when_ehlo_is_refused() {
+    let Some(sink) = Sink::start(&["--no-ehlo", "--no-pipelining"]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    assert!(!session.capabilities().esmtp);
+    assert!(!session.capabilities().pipelining);
+    let results = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], TEXT)).await.unwrap();
+    assert!(results.iter().all(|r| r.outcome() == Outcome::Delivered), "{results:?}");
+    session.quit().await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].0["esmtp"], false);
+    assert_eq!(messages[0].0["helo"], "client.test");
+    // Plain SMTP: no MAIL FROM parameters.
+    assert_eq!(messages[0].0["mail_options"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn one_command_at_a_time_without_pipelining() {
+    let Some(sink) = Sink::start(&["--no-pipelining", "--reply", "nobody@sink.test=550 5.1.1 no"]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    assert!(session.capabilities().esmtp && !session.capabilities().pipelining);
+    let results = session.send(message("a@client.test", &["nobody@sink.test", "x@sink.test"], TEXT)).await.unwrap();
+    assert_eq!(summary(&results), [(0, 550, "5.1.1", Outcome::Bounced), (1, 250, "2.0.0", Outcome::Delivered)]);
+    session.quit().await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].0["pipelined"], false);
+}
+
+#[tokio::test]
+async fn size_refused_before_any_data_is_sent() {
+    let Some(sink) = Sink::start(&["--size", "1000"]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    assert_eq!(session.capabilities().size, Some(1000));
+    let big = vec![b'x'; 5000];
+    let results = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], &big)).await.unwrap();
+    assert_eq!(summary(&results), [(0, 552, "5.3.4", Outcome::Bounced), (1, 552, "5.3.4", Outcome::Bounced)]);
+    assert_eq!(results[0].stage, Stage::Local);
+    assert_eq!(
+        results[0].diagnostic(session.relay()),
+        "message size 5000 exceeds size limit 1000 of server sink.test[127.0.0.1]"
+    );
+    // The session is still good for a message that fits.
+    let results = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
+    assert_eq!(results[0].outcome(), Outcome::Delivered);
+    session.quit().await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "the big message must not have reached the sink");
+    assert_eq!(messages[0].1, b"Subject: test\r\nFrom: alice@client.test\r\n\r\nHello.\r\n");
+    assert!(messages[0].0["mail_options"].as_array().unwrap().contains(&format!("SIZE={}", TEXT.len()).into()));
+}
+
+#[tokio::test]
+async fn content_arrives_byte_exact_with_dots_and_8bit() {
+    let Some(sink) = Sink::start(&[]) else {
+        return;
+    };
+    let content = "Subject: dots\n\n.\n..\n.leading dot\nmiddle . dot\n. \nCaf\u{e9} \u{2603}\n\nend without newline";
+    let mut long = String::from(content);
+    // Longer than one read of the content, so lines cross buffer boundaries.
+    for i in 0..20_000 {
+        long.push_str(&format!("\n.{i} line"));
+    }
+    long.push('\n');
+    let mut session = sink.connect().await;
+    let results = session.send(message("a@client.test", &["x@sink.test"], long.as_bytes())).await.unwrap();
+    assert_eq!(results[0].outcome(), Outcome::Delivered, "{results:?}");
+    session.quit().await;
+
+    let expected = long.replace('\n', "\r\n");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].1 == expected.as_bytes(), "content differs at the sink");
+    let options = messages[0].0["mail_options"].as_array().unwrap().clone();
+    assert!(options.contains(&"BODY=8BITMIME".into()), "{options:?}");
+}
+
+#[tokio::test]
+async fn connection_cut_during_data_defers_the_whole_message() {
+    let Some(sink) = Sink::start(&["--cut-after", "300"]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    let body: Vec<u8> = (0..2000).flat_map(|i| format!("line {i} of a message cut short\n").into_bytes()).collect();
+    let error = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], &body)).await.unwrap_err();
+    assert!(error.is_temporary(), "{error}");
+    assert_eq!(error.status(), "4.4.2");
+    assert!(
+        matches!(error, SessionError::Lost { stage: Stage::Content | Stage::EndOfData, .. }),
+        "unexpected error: {error:?}"
+    );
+    assert!(error.to_string().starts_with("lost connection with sink.test[127.0.0.1] while sending"), "{error}");
+    assert!(!session.is_usable());
+    let again = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap_err();
+    assert!(matches!(again, SessionError::Closed { .. }) && again.is_temporary());
+    assert!(sink.messages().is_empty(), "nothing may be recorded as sent");
+}
+
+/// Content that fails after a few bytes, as a damaged queue file would.
+struct FailingContent(usize);
+
+impl tokio::io::AsyncRead for FailingContent {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("queue file damaged")));
+        }
+        let n = self.0.min(buf.remaining()).min(10);
+        buf.put_slice(&b"line of x\n"[..n]);
+        self.0 -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_content_abandons_the_session_without_the_final_dot() {
+    let Some(sink) = Sink::start(&[]) else {
+        return;
+    };
+    let mut session = sink.connect().await;
+    let outgoing = Outgoing {
+        sender: "a@client.test".to_string(),
+        recipients: vec!["x@sink.test".to_string()],
+        size: 1000,
+        body_8bit: false,
+        content: FailingContent(100),
+    };
+    let error = session.send(outgoing).await.unwrap_err();
+    assert!(matches!(error, SessionError::Content { .. }), "{error:?}");
+    assert!(error.is_temporary());
+    assert!(!session.is_usable());
+    session.quit().await;
+    // The sink saw the connection end mid-DATA: nothing accepted. Give it a moment to record
+    // anything it (wrongly) would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn connect_to_a_closed_port_fails_fast_and_temporarily() {
+    let port = free_port(); // bound then released: nothing listens there
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    let error = Session::connect("closed.test", &[addr], &settings()).await.err().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(matches!(error, SessionError::Connect { .. }), "{error:?}");
+    assert!(error.is_temporary());
+    assert_eq!(error.status(), "4.4.1");
+    assert!(error.to_string().starts_with(&format!("connect to closed.test[127.0.0.1]:{port}: ")), "{error}");
+}
+
+#[tokio::test]
+async fn connect_timeout_to_a_port_that_never_answers() {
+    // A listener that never accepts, its backlog filled: further SYNs are dropped, as by a
+    // filtering firewall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    let mut filled = false;
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => held.push(stream),
+            _ => {
+                filled = true;
+                break;
+            }
+        }
+    }
+    if !filled {
+        eprintln!("skipped: this kernel never drops SYNs to a full backlog");
+        return;
+    }
+    let mut settings = settings();
+    settings.connect_timeout = Duration::from_secs(1);
+    let start = Instant::now();
+    let error = Session::connect("filtered.test", &[addr], &settings).await.err().unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(matches!(error, SessionError::ConnectTimeout { .. }), "{error:?}");
+    assert!(error.is_temporary());
+    assert_eq!(error.to_string(), format!("connect to filtered.test[127.0.0.1]:{}: Connection timed out", addr.port()));
+    drop(held);
+}
+
+#[tokio::test]
+async fn silent_server_times_out_at_the_greeting_and_next_address_is_tried() {
+    // First address: accepts, never greets. Second: the real sink.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    let keeper = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut settings = settings();
+    settings.helo_timeout = Duration::from_secs(1);
+    let start = Instant::now();
+    let error = Session::connect("silent.test", &[silent], &settings).await.err().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(4));
+    assert!(matches!(error, SessionError::Timeout { stage: Stage::Greeting, .. }), "{error:?}");
+    assert!(error.is_temporary());
+    assert_eq!(
+        error.to_string(),
+        "conversation with silent.test[127.0.0.1] timed out while receiving the initial server greeting"
+    );
+
+    if let Some(sink) = Sink::start(&[]) {
+        let mut session = Session::connect("relay.test", &[silent, sink.addr], &settings).await.unwrap();
+        assert_eq!(session.relay().addr, sink.addr);
+        let results = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
+        assert_eq!(results[0].outcome(), Outcome::Delivered);
+        session.quit().await;
+    }
+    keeper.abort();
+}
+
+#[tokio::test]
+async fn postfix_smtp_sink_accepts_a_message() {
+    // Postfix's own test server, when installed: a second, independent peer.
+    let smtp_sink = Path::new("/usr/sbin/smtp-sink");
+    if !smtp_sink.exists() {
+        eprintln!("skipped: /usr/sbin/smtp-sink (postfix) is not installed");
+        return;
+    }
+    let port = free_port();
+    let mut command = Command::new(smtp_sink);
+    if nix::unistd::geteuid().is_root() {
+        command.args(["-u", "nobody"]);
+    }
+    let mut child = command
+        .args(["-c", &format!("127.0.0.1:{port}"), "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = loop {
+        match Session::connect("smtp-sink.test", &[addr], &settings()).await {
+            Ok(session) => break Ok(session),
+            Err(error) if Instant::now() > deadline => break Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let mut session = session.unwrap();
+    assert!(session.capabilities().pipelining);
+    for round in 0..2 {
+        let results = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], TEXT)).await.unwrap();
+        assert!(results.iter().all(|r| r.outcome() == Outcome::Delivered), "round {round}: {results:?}");
+    }
+    session.quit().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}

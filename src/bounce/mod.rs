@@ -145,21 +145,12 @@ pub fn notify_or_warn(cfg: &Config, store: &QueueStore, queue: QueueName, id: &s
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::queue::{Ret, layout};
+    use crate::queue::Ret;
 
     fn setup(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
-        let dir = tempfile::tempdir().unwrap();
-        layout::ensure(dir.path(), None).unwrap();
-        let text = format!(
-            "myhostname = \"mail.example.com\"\nmyorigin = \"example.com\"\nqueue_directory = \"{}\"\n{extra}",
-            dir.path().display()
-        );
-        let cfg = Config::from_toml_str(&text, Path::new("/etc/tidemail/tidemail.toml")).unwrap();
-        let store = QueueStore::new(dir.path());
-        (dir, store, cfg)
+        crate::queue::testing::scratch(&format!("myorigin = \"example.com\"\n{extra}"))
     }
 
     fn failed(address: &str, notify: &[Notify]) -> Recipient {

@@ -228,21 +228,12 @@ pub fn backoff(cfg: &Config, attempts: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::queue::{Envelope, Origin, Recipient, layout};
+    use crate::queue::{Envelope, Origin, Recipient};
 
     fn setup(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
-        let dir = tempfile::tempdir().unwrap();
-        layout::ensure(dir.path(), None).unwrap();
-        let text = format!(
-            "myhostname = \"mail.example.com\"\nqueue_directory = \"{}\"\ndefer_transports = [\"smtp\"]\n{extra}",
-            dir.path().display()
-        );
-        let cfg = Config::from_toml_str(&text, Path::new("/etc/tidemail/tidemail.toml")).unwrap();
-        let store = QueueStore::new(dir.path());
-        (dir, store, cfg)
+        crate::queue::testing::scratch(&format!("defer_transports = [\"smtp\"]\n{extra}"))
     }
 
     fn queue(store: &QueueStore, recipients: Vec<Recipient>) -> String {

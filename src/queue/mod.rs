@@ -63,3 +63,23 @@ pub struct QueueEntry {
     /// Size of the message content in bytes.
     pub size: u64,
 }
+
+/// A scratch queue and a configuration pointing at it, for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use super::{QueueStore, layout};
+    use crate::config::Config;
+
+    /// `extra` is appended to a config with `myhostname = "mail.example.com"`.
+    pub fn scratch(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        layout::ensure(dir.path(), None).unwrap();
+        let text =
+            format!("myhostname = \"mail.example.com\"\nqueue_directory = \"{}\"\n{extra}", dir.path().display());
+        let cfg = Config::from_toml_str(&text, Path::new("/etc/tidemail/tidemail.toml")).unwrap();
+        let store = QueueStore::new(dir.path());
+        (dir, store, cfg)
+    }
+}

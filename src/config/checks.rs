@@ -89,6 +89,18 @@ pub fn notify_classes(value: &Value) -> Result<(), String> {
     one_of(value, &["bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"])
 }
 
+pub fn smtp_tls_security_level(value: &Value) -> Result<(), String> {
+    one_of(value, &["", "none", "may", "encrypt", "verify", "secure"])
+}
+
+pub fn sasl_security_options(value: &Value) -> Result<(), String> {
+    one_of(value, &["noplaintext", "noactive", "nodictionary", "noanonymous", "mutual_auth"])
+}
+
+pub fn duplicate_suspect_action(value: &Value) -> Result<(), String> {
+    one_of(value, &["retry", "hold"])
+}
+
 pub fn masquerade_classes(value: &Value) -> Result<(), String> {
     one_of(value, &["envelope_sender", "envelope_recipient", "header_sender", "header_recipient"])
 }

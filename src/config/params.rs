@@ -62,6 +62,8 @@ macro_rules! parameters {
 
         impl Config { $(
             #[doc = $doc]
+            // Postfix spells a few names in mixed case (smtp_tls_CAfile); the accessor keeps them.
+            #[allow(non_snake_case)]
             pub fn $name(&self) -> parameters!(@type $kind) {
                 parameters!(@get self, Param::$name, $kind)
             }
@@ -263,8 +265,12 @@ parameters! {
     maximal_backoff_time: Time('s') = "4000s", check = at_least::<1>;
     /// How often the queue manager scans the deferred queue.
     queue_run_delay: Time('s') = "300s", check = at_least::<1>;
-    /// Warn the sender after mail is delayed this long (0 = never).
+    /// Warn the sender after mail is delayed this long (0 = never). tidemail counts only time in which delivery was attempted and failed, not time held offline.
     delay_warning_time: Time('h') = "0h";
+    /// tidemail: the absolute cap on a message's age in the queue, held time included; older mail is bounced.
+    maximal_hold_lifetime: Time('d') = "30d";
+    /// tidemail: what to do with a message whose final "." was sent but whose reply never came (retry: send again and log a possible duplicate; hold: move to the hold queue for the admin).
+    smtp_duplicate_suspect_action: Str = "retry", check = checks::duplicate_suspect_action;
 
     // ---- Queue manager ----
     /// The most messages in the active queue.
@@ -317,6 +323,24 @@ parameters! {
     smtp_rset_timeout: Time('s') = "20s", check = at_least::<1>;
     /// The wait for the reply to QUIT.
     smtp_quit_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// The wait for the reply to STARTTLS and for the TLS handshake.
+    smtp_starttls_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// TLS toward servers: none, may (opportunistic), encrypt (mandatory, unverified), verify or secure (mandatory, certificate checked); "" = none.
+    smtp_tls_security_level: Str = "", check = checks::smtp_tls_security_level;
+    /// PEM file of CA certificates that verify servers ("" = the system's roots).
+    smtp_tls_CAfile: Str = "", check = checks::absolute_path_or_empty;
+    /// Directory of PEM CA certificates that verify servers.
+    smtp_tls_CApath: Str = "", check = checks::absolute_path_or_empty;
+    /// Authenticate to servers with SASL (AUTH PLAIN or LOGIN).
+    smtp_sasl_auth_enable: Bool = "no";
+    /// Tables of "nexthop username:password", looked up by the relayhost as written, then by host name; refused when readable by others.
+    smtp_sasl_password_maps: List = "";
+    /// Mechanism restrictions without TLS: noplaintext (never send a password in clear), noanonymous.
+    smtp_sasl_security_options: List = "noplaintext, noanonymous", check = checks::sasl_security_options;
+    /// Mechanism restrictions over TLS.
+    smtp_sasl_tls_security_options: List = "$smtp_sasl_security_options", check = checks::sasl_security_options;
+    /// Mechanisms offered by the server that the client may use ("" = any it knows: PLAIN, LOGIN).
+    smtp_sasl_mechanism_filter: List = "";
 }
 
 impl Param {

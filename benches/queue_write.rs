@@ -53,22 +53,13 @@ Message-ID: <bench@sender.example>\nDate: Thu, 1 Jan 2026 00:00:00 +0000\n\n"
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        sender: "a@sender.example".into(),
-        recipients: vec![Recipient::new("b@remote.example")],
-        arrival_us: 0,
-        origin: Origin::Smtp {
-            client_name: "localhost".into(),
-            client_addr: "127.0.0.1".into(),
-            helo: Some("client.example".into()),
-            protocol: "ESMTP".into(),
-        },
-        envid: None,
-        ret: None,
-        attempts: 0,
-        next_attempt: 0,
-        submission: None,
-    }
+    let origin = Origin::Smtp {
+        client_name: "localhost".into(),
+        client_addr: "127.0.0.1".into(),
+        helo: Some("client.example".into()),
+        protocol: "ESMTP".into(),
+    };
+    Envelope::new("a@sender.example", vec![Recipient::new("b@remote.example")], origin, 0)
 }
 
 /// Where the scratch queues go: $TIDEMAIL_BENCH_DIR, else target/tmp (cargo's per-target

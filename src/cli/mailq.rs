@@ -64,13 +64,18 @@ pub fn render_json(entries: &[QueueEntry], out: &mut impl Write) -> io::Result<(
         write!(
             out,
             "{{\"queue_name\": {}, \"queue_id\": {}, \"arrival_time\": {}, \"message_size\": {}, \
-             \"forced_expire\": false, \"sender\": {}, \"recipients\": [",
+             \"forced_expire\": false, \"sender\": {}, ",
             json_str(entry.queue.dir_name()),
             json_str(&entry.id),
             arrival_secs(env.arrival_us),
             entry.size,
             json_str(&sender(entry)),
         )?;
+        if let Some(why) = &env.possible_duplicate {
+            write!(out, "\"possible_duplicate\": {}, \"recipients\": [", json_str(why))?;
+        } else {
+            out.write_all(b"\"recipients\": [")?;
+        }
         for (n, rcpt) in pending(entry).enumerate() {
             let sep = if n == 0 { "" } else { ", " };
             write!(out, "{sep}{{\"address\": {}", json_str(&rcpt.address))?;
@@ -116,6 +121,14 @@ where
             .map(|t| t.format("%a %b %e %H:%M:%S").to_string())
             .unwrap_or_else(|| "??".to_string());
         writeln!(out, "{id:<17} {:>8} {arrival:>19} {}", entry.size, printable(&sender(entry)))?;
+
+        // tidemail: an earlier attempt may have delivered it (see Envelope::possible_duplicate).
+        if let Some(why) = &entry.envelope.possible_duplicate {
+            let text = format!("possible duplicate: {why}");
+            let shown = printable(&text);
+            let pad = REASON_END.saturating_sub(shown.chars().count());
+            writeln!(out, "{:pad$}({shown})", "")?;
+        }
 
         // Recipients, each reason shown once above the run of recipients sharing it.
         let mut last_reason = "";

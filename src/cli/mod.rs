@@ -57,7 +57,15 @@ enum Command {
         args: Vec<String>,
     },
     /// Ask the daemon to attempt all deferred mail now, held transports included
-    Flush,
+    Flush {
+        /// Wait until the flush is over; print a summary; exit 0 if nothing is left deferred, 75 if something is.
+        /// Without a running daemon, deliver the queue in this process.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this many seconds (exit 75; the flush goes on)
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
+    },
     /// Rebuild the alias database (newaliases)
     Newaliases,
     /// Query or build lookup tables (postmap, postalias)
@@ -101,7 +109,10 @@ fn subcommand(args: Vec<OsString>) -> i32 {
         Command::Sendmail { args } => sendmail::run(cli.config.as_deref(), &args),
         Command::Config { non_default, defaults, args } => config_cmd::run(&path, non_default, defaults, &args),
         Command::Queue { json } => with_config(&path, |cfg| queue_cmd::run(cfg, json)),
-        Command::Flush => with_config(&path, flush::run),
+        Command::Flush { wait: false, .. } => with_config(&path, flush::run),
+        Command::Flush { wait: true, timeout } => {
+            with_config(&path, |cfg| flush::run_wait(cfg, timeout.map(std::time::Duration::from_secs)))
+        }
         Command::Newaliases => with_config(&path, newaliases::run),
         Command::Map { command } => map_cmd::run(command),
     }

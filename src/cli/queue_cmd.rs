@@ -24,8 +24,9 @@ fn entries(cfg: &Config) -> Result<Vec<QueueEntry>, String> {
         Err(e) => return Err(format!("cannot read the queue {}: {e}", root.display())),
     }
     match control::request(root, &Request::Queue, Duration::from_secs(30)) {
-        Ok(Reply::Ok { entries }) => Ok(entries.unwrap_or_default()),
+        Ok(Reply::Ok { entries, .. }) => Ok(entries.unwrap_or_default()),
         Ok(Reply::Error { message }) => Err(format!("queue report failed: {message}")),
+        Ok(Reply::Progress { .. }) => Err("queue report failed: unexpected reply from the daemon".into()),
         Err(e) if control::is_daemon_down(&e) => Err("Queue report unavailable - mail system is down".into()),
         Err(e) => Err(format!("queue report failed: {e}")),
     }

@@ -287,8 +287,8 @@ parameters! {
     local_destination_recipient_limit: Int = "1", check = at_least::<0>;
 
     // ---- Notification ----
-    /// Problem classes reported to the postmaster: bounce, 2bounce, data, delay, policy, protocol, resource, software.
-    notify_classes: List = "resource, software", check = checks::notify_classes;
+    /// Problem classes reported to the postmaster: bounce, 2bounce, data, delay, policy, protocol, resource, software. tidemail's default adds 2bounce (Postfix's is "resource, software", which silently discards bounces that cannot be delivered).
+    notify_classes: List = "resource, software, 2bounce", check = checks::notify_classes;
     /// Who gets the "bounce" class of notice.
     bounce_notice_recipient: Str = "postmaster", check = checks::non_empty;
     /// Who gets the "delay" class of notice.

@@ -100,7 +100,7 @@ fn table_is_well_formed() {
     for spec in PARAMETERS {
         assert!(!spec.doc.is_empty(), "{} has no doc", spec.name);
         assert!(
-            spec.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
             "{} is not a $name-able name",
             spec.name
         );
@@ -152,7 +152,8 @@ fn postfix_defaults_with_tidemail_names() {
     assert_eq!(config.maximal_backoff_time(), Duration::from_secs(4000));
     assert_eq!(config.queue_run_delay(), Duration::from_secs(300));
     assert_eq!(config.delay_warning_time(), Duration::ZERO);
-    assert_eq!(config.notify_classes(), ["resource", "software"]);
+    // Postfix's default plus 2bounce: undeliverable bounces reach the postmaster.
+    assert_eq!(config.notify_classes(), ["resource", "software", "2bounce"]);
     assert_eq!(config.masquerade_classes(), ["envelope_sender", "header_sender", "header_recipient"]);
     assert_eq!(config.qmgr_message_active_limit(), 20_000);
     assert_eq!(config.initial_destination_concurrency(), 5);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::qmgr::flush::{Progress, Summary};
 use crate::queue::QueueEntry;
 use crate::queue::layout::CONTROL_SOCKET;
 
@@ -25,6 +26,9 @@ pub enum Request {
     Wake,
     /// Attempt every deferred message now (sendmail -q, tidemail flush).
     Flush,
+    /// As Flush, and answer when it is over: `Progress` lines as messages are done, then `Ok`
+    /// with the summary (tidemail flush --wait).
+    FlushWait,
     /// List the queue (mailq for users who cannot read the queue directories).
     Queue,
 }
@@ -35,6 +39,12 @@ pub enum Reply {
     Ok {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         entries: Option<Vec<QueueEntry>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Summary>,
+    },
+    /// A flush under way (more lines follow).
+    Progress {
+        progress: Progress,
     },
     Error {
         message: String,
@@ -58,6 +68,46 @@ pub fn request(queue_directory: &Path, req: &Request, timeout: Duration) -> io::
     BufReader::new(&stream).read_line(&mut reply)?;
     serde_json::from_str(&reply)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad reply from daemon: {e}")))
+}
+
+/// Sends FlushWait and reads the daemon's lines until the summary, calling `progress` for
+/// each progress line. `timeout` bounds the whole wait (`TimedOut` when it passes).
+pub fn flush_wait(
+    queue_directory: &Path,
+    timeout: Option<Duration>,
+    mut progress: impl FnMut(&Progress),
+) -> io::Result<Reply> {
+    let stream = UnixStream::connect(socket_path(queue_directory))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(&Request::FlushWait).map_err(io::Error::other)?;
+    line.push(b'\n');
+    (&stream).write_all(&line)?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut reader = BufReader::new(&stream);
+    loop {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            stream.set_read_timeout(Some(left))?;
+        }
+        let mut text = String::new();
+        match reader.read_line(&mut text) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the daemon closed the connection")),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            Err(e) => return Err(e),
+        }
+        let reply: Reply = serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad reply from daemon: {e}")))?;
+        match reply {
+            Reply::Progress { progress: p } => progress(&p),
+            other => return Ok(other),
+        }
+    }
 }
 
 /// True if the error means "no daemon is listening" rather than a failure to talk to one.

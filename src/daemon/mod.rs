@@ -24,8 +24,8 @@ const STALE_MAILDROP_TEMP: Duration = Duration::from_secs(3600);
 pub enum Work {
     /// Look at maildrop now.
     Wake,
-    /// Attempt every deferred message now.
-    Flush,
+    /// Attempt every deferred message now; the summary (and progress) go to the sender, if any.
+    Flush(Option<tokio::sync::mpsc::UnboundedSender<crate::control::Reply>>),
     /// Use this configuration from now on.
     Reload(Arc<Config>),
     Stop,
@@ -147,7 +147,7 @@ pub fn run(config_path: &Path) -> i32 {
 /// Start-up recovery: files a crash left half-written are removed (maildrop ones only when
 /// old: a sendmail process may be writing one right now), and messages that were being
 /// handled go back to incoming.
-fn recover(store: &QueueStore) {
+pub fn recover(store: &QueueStore) {
     for queue in [QueueName::Incoming, QueueName::Active, QueueName::Deferred, QueueName::Hold] {
         if let Err(e) = store.remove_stale_temporaries(queue, Duration::ZERO) {
             mail_warning!(SERVICE, "{}: {e}", queue.dir_name());
@@ -165,36 +165,68 @@ fn recover(store: &QueueStore) {
 /// here means no two steps ever work on the same file.
 fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work>) {
     const MAILDROP_POLL: Duration = Duration::from_secs(1);
+    let mut qmgr = qmgr::Qmgr::new();
     let mut next_deferred_scan = Instant::now();
     loop {
         let mut flush = false;
+        // Everyone waiting for the flush this round makes: a burst of flushes is one round.
+        let mut waiters = Vec::new();
+        let mut take = |work: Work, cfg: &mut Arc<Config>, flush: &mut bool| match work {
+            Work::Stop => false,
+            Work::Reload(new) => {
+                *cfg = new;
+                true
+            }
+            Work::Flush(waiter) => {
+                *flush = true;
+                waiters.extend(waiter);
+                true
+            }
+            Work::Wake => true,
+        };
         match rx.recv_timeout(MAILDROP_POLL) {
-            Ok(Work::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            Ok(Work::Reload(new)) => cfg = new,
-            Ok(Work::Flush) => flush = true,
-            Ok(Work::Wake) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(work) => {
+                if !take(work, &mut cfg, &mut flush) {
+                    return;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        // Coalesce a burst of wake-ups into one round.
         while let Ok(more) = rx.try_recv() {
-            match more {
-                Work::Stop => return,
-                Work::Reload(new) => cfg = new,
-                Work::Flush => flush = true,
-                Work::Wake => {}
+            if !take(more, &mut cfg, &mut flush) {
+                return;
             }
         }
-        if let Err(e) = submit::pickup::pickup_all(&cfg, &store, flush) {
+        if flush {
+            let listeners = Arc::new(waiters);
+            let progress = {
+                let listeners = listeners.clone();
+                Arc::new(move |p: &qmgr::flush::Progress| {
+                    for l in listeners.iter() {
+                        let _ = l.send(crate::control::Reply::Progress { progress: p.clone() });
+                    }
+                })
+            };
+            let summary = qmgr::flush::flush(&cfg, &store, &mut qmgr, progress);
+            for l in listeners.iter() {
+                let _ = l.send(crate::control::Reply::Ok { entries: None, summary: Some(summary.clone()) });
+            }
+            next_deferred_scan = Instant::now() + cfg.queue_run_delay();
+            continue;
+        }
+        if let Err(e) = submit::pickup::pickup_all(&cfg, &store, false) {
             mail_warning!("pickup", "maildrop: {e}");
         }
-        if flush || Instant::now() >= next_deferred_scan {
+        if Instant::now() >= next_deferred_scan {
             next_deferred_scan = Instant::now() + cfg.queue_run_delay();
-            if let Err(e) = qmgr::release_deferred(&store, flush) {
+            if let Err(e) = qmgr::release_deferred(&store, false) {
                 mail_warning!("qmgr", "deferred: {e}");
             }
             // What a sendmail killed mid-write left behind.
             let _ = store.remove_stale_temporaries(QueueName::Maildrop, STALE_MAILDROP_TEMP);
         }
-        if let Err(e) = qmgr::run_incoming(&cfg, &store) {
+        if let Err(e) = qmgr.run_incoming(&cfg, &store, qmgr::RunOptions::default(), None) {
             mail_warning!("qmgr", "incoming: {e}");
         }
     }

@@ -122,14 +122,31 @@ async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) {
         Ok(_) => match serde_json::from_str::<Request>(line.trim_end()) {
             Ok(Request::Wake) => {
                 let _ = work.send(Work::Wake);
-                Reply::Ok { entries: None }
+                Reply::Ok { entries: None, summary: None }
             }
             Ok(Request::Flush) => {
-                let _ = work.send(Work::Flush);
-                Reply::Ok { entries: None }
+                let _ = work.send(Work::Flush(None));
+                Reply::Ok { entries: None, summary: None }
+            }
+            Ok(Request::FlushWait) => {
+                // The queue worker sends progress lines and the summary; pass them on as they
+                // come. A client that goes away does not stop the flush.
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let _ = work.send(Work::Flush(Some(tx)));
+                let mut last = Reply::Error { message: "the daemon is stopping".into() };
+                while let Some(reply) = rx.recv().await {
+                    if !matches!(reply, Reply::Progress { .. }) {
+                        last = reply;
+                        break;
+                    }
+                    if write_reply(&mut write, &reply).await.is_err() {
+                        return;
+                    }
+                }
+                last
             }
             Ok(Request::Queue) => match tokio::task::spawn_blocking(move || store.list_entries()).await {
-                Ok(Ok(entries)) => Reply::Ok { entries: Some(entries) },
+                Ok(Ok(entries)) => Reply::Ok { entries: Some(entries), summary: None },
                 Ok(Err(e)) => Reply::Error { message: e.to_string() },
                 Err(e) => Reply::Error { message: e.to_string() },
             },
@@ -137,8 +154,11 @@ async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) {
         },
         Err(e) => Reply::Error { message: e.to_string() },
     };
-    if let Ok(mut bytes) = serde_json::to_vec(&reply) {
-        bytes.push(b'\n');
-        let _ = write.write_all(&bytes).await;
-    }
+    let _ = write_reply(&mut write, &reply).await;
+}
+
+async fn write_reply(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
 }

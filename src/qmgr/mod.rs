@@ -1,28 +1,143 @@
-//! qmgr: the queue manager. Moves messages incoming → active, decides each recipient's
-//! transport, and (for now) defers them: delivery agents (local, smtp) arrive in later issues,
-//! and until then a recipient waits with the reason Postfix gives when a transport is missing.
-//! defer_transports is honoured already: held mail waits with "deferred transport" and its
-//! attempt count and backoff do not advance.
+//! qmgr: the queue manager. Moves messages incoming → active → removed or deferred, decides
+//! each recipient's transport, and hands the recipients of the `smtp` and `relay` transports to
+//! the SMTP client, several destinations and several sessions per destination at once.
 //!
-//! The one transport that works is `error` (Postfix's error(8)): recipients cleanup found
-//! undeliverable (relocated, unknown in a virtual alias domain, a rejected local submission)
-//! are logged `status=bounced` under its name, once, and recorded as bounced; once that is
-//! durable, the sender gets one non-delivery notice for the message ([`crate::bounce`]). A
-//! message with no recipient left pending is removed (`QID: removed`).
+//! - [`plan`]: one incoming message: route its recipients; bounce what must bounce (the
+//!   `error` transport), hold what defer_transports holds ("deferred transport"; attempt count
+//!   and backoff unchanged), and make delivery jobs of the rest;
+//! - [`engine`]: runs the jobs: per destination, sessions from initial_destination_concurrency
+//!   up to default_destination_concurrency_limit, a destination that fails to answer is marked
+//!   dead for the rest of the run (its other mail waits without another connection);
+//! - [`finish`]: records each job's results (durably before anyone is told), then decides the
+//!   message's fate: removed, deferred with backoff, expired, held as a possible duplicate;
+//! - [`route`], [`smtp`]: where a recipient goes and how the SMTP client is driven.
+//!
+//! Memory stays flat however large the queue: at most qmgr_message_active_limit messages are
+//! in a run (their envelopes and jobs); message content is read only while it is being sent.
 
+pub mod engine;
+pub mod finish;
+pub mod flush;
+pub mod plan;
 pub mod route;
+pub mod smtp;
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use self::route::Route;
+use serde::{Deserialize, Serialize};
+
 use crate::config::Config;
-use crate::log::{self, Delivery, Status};
+use crate::mail_warning;
 use crate::queue::store::now_us;
-use crate::queue::{QueueError, QueueName, QueueStore, RcptState, Update};
-use crate::{mail_info, mail_warning};
+use crate::queue::{QueueError, QueueName, QueueStore};
 
 const SERVICE: &str = "qmgr";
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// A flush: held transports are attempted too (the link is up).
+    pub flush: bool,
+}
+
+/// How a message left a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageOutcome {
+    /// Every recipient delivered (or bounced before this run); the message is gone.
+    Sent,
+    /// Done, and some recipients bounced in this run (a notice went to the sender).
+    Bounced,
+    /// Some recipients wait: tried and deferred, or held.
+    Deferred,
+}
+
+/// One message's result in a run, as flush --wait reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReport {
+    pub id: String,
+    pub size: u64,
+    pub outcome: MessageOutcome,
+    /// For a deferred message: why its first waiting recipient waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Told about each message as its run ends for it (flush --wait progress).
+pub type Observer = Arc<dyn Fn(&MessageReport) + Send + Sync>;
+
+/// What the jobs of one run share.
+pub struct RunState {
+    pub cfg: Arc<Config>,
+    pub store: QueueStore,
+    pub options: RunOptions,
+    /// The messages with jobs still to finish. A message's lock is held for every change to
+    /// its file, so two jobs of one message never write it at once.
+    pub messages: Mutex<HashMap<String, Arc<Mutex<finish::MessageState>>>>,
+    pub observer: Option<Observer>,
+}
+
+impl RunState {
+    pub fn observe(&self, report: &MessageReport) {
+        if let Some(observer) = &self.observer {
+            observer(report);
+        }
+    }
+}
+
+/// The queue manager as the queue worker keeps it between runs.
+#[derive(Default)]
+pub struct Qmgr {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Qmgr {
+    pub fn new() -> Qmgr {
+        Qmgr::default()
+    }
+
+    /// Handles everything in incoming, in batches of at most qmgr_message_active_limit
+    /// messages. Returns how many messages were looked at.
+    pub fn run_incoming(
+        &mut self,
+        cfg: &Arc<Config>,
+        store: &QueueStore,
+        options: RunOptions,
+        observer: Option<Observer>,
+    ) -> io::Result<usize> {
+        let ids = store.list(QueueName::Incoming)?;
+        let batch = usize::try_from(cfg.qmgr_message_active_limit()).unwrap_or(1).max(1);
+        for chunk in ids.chunks(batch) {
+            let run = Arc::new(RunState {
+                cfg: cfg.clone(),
+                store: store.clone(),
+                options,
+                messages: Mutex::new(HashMap::new()),
+                observer: observer.clone(),
+            });
+            let mut jobs = Vec::new();
+            for id in chunk {
+                match plan::plan(&run, id) {
+                    Ok(more) => jobs.extend(more),
+                    Err(QueueError::Corrupt(why)) => set_aside(store, QueueName::Incoming, id, &why),
+                    Err(e) => mail_warning!(SERVICE, "{id}: {e}"),
+                }
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            if self.runtime.is_none() {
+                self.runtime = Some(tokio::runtime::Builder::new_current_thread().enable_all().build()?);
+            }
+            let runtime = self.runtime.as_ref().expect("made above");
+            runtime.block_on(engine::deliver(run.clone(), jobs));
+        }
+        Ok(ids.len())
+    }
+}
 
 /// Put messages a crash left in active/ back in line (Postfix's qmgr does the same at start).
 pub fn recover_active(store: &QueueStore) -> io::Result<usize> {
@@ -58,18 +173,9 @@ pub fn release_deferred(store: &QueueStore, flush: bool) -> io::Result<usize> {
     Ok(released)
 }
 
-/// Handle everything in incoming.
+/// Handle everything in incoming once (no flush, nobody watching).
 pub fn run_incoming(cfg: &Config, store: &QueueStore) -> io::Result<usize> {
-    let ids = store.list(QueueName::Incoming)?;
-    for id in &ids {
-        if let Err(e) = process(cfg, store, id) {
-            match e {
-                QueueError::Corrupt(why) => set_aside(store, QueueName::Incoming, id, &why),
-                e => mail_warning!(SERVICE, "{id}: {e}"),
-            }
-        }
-    }
-    Ok(ids.len())
+    Qmgr::new().run_incoming(&Arc::new(cfg.clone()), store, RunOptions::default(), None)
 }
 
 fn set_aside(store: &QueueStore, queue: QueueName, id: &str, why: &str) {
@@ -81,140 +187,15 @@ fn set_aside(store: &QueueStore, queue: QueueName, id: &str, why: &str) {
     }
 }
 
-fn process(cfg: &Config, store: &QueueStore, id: &str) -> Result<(), QueueError> {
-    let entry = store.read_entry(QueueName::Incoming, id)?;
-    let env = &entry.envelope;
-    let pending: Vec<usize> = env.pending().map(|(i, _)| i).collect();
-    if pending.is_empty() {
-        store.remove(QueueName::Incoming, id)?;
-        mail_info!(SERVICE, "{id}: removed");
-        return Ok(());
-    }
-    let entered_us = now_us();
-    mail_info!(
-        SERVICE,
-        "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
-        env.sender,
-        entry.size,
-        env.recipients.len()
-    );
-
-    let resolver = match route::Resolver::new(cfg) {
-        Ok(resolver) => Some(resolver),
-        Err(e) => {
-            mail_warning!(SERVICE, "{id}: {e}");
-            None
-        }
-    };
-    let mut updates = Vec::new();
-    // Recipients that bounce in this pass: one notice tells of them all.
-    let mut bounced = Vec::new();
-    let mut attempted = false;
-    let mut still_pending = 0;
-    for &index in &pending {
-        let rcpt = &env.recipients[index];
-        let now = now_us();
-        let line = |service: &str, dsn: &str, status: Status, text: &str| {
-            log::delivery(
-                service,
-                &Delivery {
-                    queue_id: id,
-                    to: &rcpt.address,
-                    orig_to: (rcpt.original != rcpt.address).then_some(rcpt.original.as_str()),
-                    relay: "none",
-                    delay: micros(now - env.arrival_us),
-                    delays: [
-                        micros(entered_us - env.arrival_us),
-                        micros(now - entered_us),
-                        Duration::ZERO,
-                        Duration::ZERO,
-                    ],
-                    dsn,
-                    status,
-                    text,
-                },
-            )
-        };
-        let (dsn, reason) = match route::route(cfg, resolver.as_ref(), rcpt) {
-            Route::Error { dsn, text } if !cfg.defer_transports().iter().any(|t| t == route::ERROR_TRANSPORT) => {
-                if cfg.soft_bounce() {
-                    // soft_bounce: what would bounce waits instead (4.x.x); the verdict stays.
-                    attempted = true;
-                    still_pending += 1;
-                    line(route::ERROR_TRANSPORT, &soft(&dsn), Status::Deferred, &text);
-                    continue;
-                }
-                line(route::ERROR_TRANSPORT, &dsn, Status::Bounced, &text);
-                bounced.push(index);
-                updates.push(Update::Recipient {
-                    index,
-                    state: RcptState::Bounced,
-                    dsn: Some(dsn),
-                    reason: Some(text),
-                });
-                continue;
-            }
-            Route::Error { .. } => ("4.3.2".to_string(), "deferred transport".to_string()),
-            Route::Retry { dsn, text } => {
-                attempted = true;
-                (dsn, text)
-            }
-            Route::Transport(transport) if cfg.defer_transports().contains(&transport) => {
-                ("4.3.2".to_string(), "deferred transport".to_string())
-            }
-            Route::Transport(_) => {
-                attempted = true;
-                ("4.3.0".to_string(), "mail transport unavailable".to_string())
-            }
-        };
-        still_pending += 1;
-        line(SERVICE, &dsn, Status::Deferred, &reason);
-        updates.push(Update::Recipient { index, state: RcptState::Pending, dsn: Some(dsn), reason: Some(reason) });
-    }
-    if still_pending == 0 {
-        // Every recipient is done: the message goes, after the notice is made from it.
-        if !bounced.is_empty() {
-            store.append_updates(QueueName::Incoming, id, &updates)?;
-            notify_sender(cfg, store, QueueName::Incoming, id, &bounced);
-        }
-        store.remove(QueueName::Incoming, id)?;
-        mail_info!(SERVICE, "{id}: removed");
-        return Ok(());
-    }
-    if attempted {
-        let attempts = env.attempts + 1;
-        let next = now_us() / 1_000_000 + backoff(cfg, attempts).as_secs() as i64;
-        updates.push(Update::Schedule { attempts, next_attempt: next });
-    }
-    // No recipient can be handed to a delivery agent (held, or no agent for its transport in
-    // this release), so the message goes from incoming straight to deferred with its new
-    // state: one flush. Recipients that can be delivered will pass through active.
-    store.update_and_move(id, QueueName::Incoming, QueueName::Deferred, &updates)?;
-    notify_sender(cfg, store, QueueName::Deferred, id, &bounced);
-    Ok(())
-}
-
 /// A bounce's status as a deferral (soft_bounce): 5.x.x becomes 4.x.x.
-fn soft(dsn: &str) -> String {
+pub(crate) fn soft(dsn: &str) -> String {
     match dsn.strip_prefix('5') {
         Some(rest) => format!("4{rest}"),
         None => dsn.to_string(),
     }
 }
 
-/// Tell the sender about the recipients that bounced in this pass (nothing when none did).
-///
-/// Called only after the queue file records them as bounced (durably): the order is "record,
-/// then notify". A crash between the two loses at worst the notice, never mail, and the
-/// recipients are not bounced (or reported) twice. Should the notice not be queued, a warning
-/// is logged and the message goes on as usual.
-fn notify_sender(cfg: &Config, store: &QueueStore, queue: QueueName, id: &str, bounced: &[usize]) {
-    if !bounced.is_empty() {
-        crate::bounce::notify_or_warn(cfg, store, queue, id, bounced);
-    }
-}
-
-fn micros(us: i64) -> Duration {
+pub(crate) fn micros(us: i64) -> Duration {
     Duration::from_micros(us.max(0) as u64)
 }
 
@@ -230,7 +211,7 @@ pub fn backoff(cfg: &Config, attempts: u32) -> Duration {
 mod tests {
 
     use super::*;
-    use crate::queue::{Envelope, Origin, Recipient};
+    use crate::queue::{Envelope, Origin, RcptState, Recipient};
 
     fn setup(extra: &str) -> (tempfile::TempDir, QueueStore, Config) {
         crate::queue::testing::scratch(&format!("defer_transports = [\"smtp\"]\n{extra}"))
@@ -239,7 +220,8 @@ mod tests {
     fn queue(store: &QueueStore, recipients: Vec<Recipient>) -> String {
         let mut writer = store.create(QueueName::Incoming, 0).unwrap();
         writer.write_content(b"Subject: x\n\nbody\n").unwrap();
-        let envelope = Envelope::new("sender@mail.example.com", recipients, Origin::Local { uid: 0 }, 0);
+        let arrival = writer.arrival_us();
+        let envelope = Envelope::new("sender@mail.example.com", recipients, Origin::Local { uid: 0 }, arrival);
         store.commit(writer, &envelope).unwrap()
     }
 

@@ -114,6 +114,33 @@ pub struct Envelope {
     /// Only in maildrop files: what the sendmail command asked of cleanup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<Submission>,
+    /// Seconds counted toward maximal_queue_lifetime: only time covered by attempts that
+    /// failed for the message's own sake (a server's 4xx), never time held or offline.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_secs: i64,
+    /// When the last such failed attempt was made (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<i64>,
+    /// The sender was sent a delay notice already.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delay_warned: bool,
+    /// A delivery attempt to this destination was under way: recorded durably before the
+    /// message is sent, cleared by the attempt's results. Found set on a message that is not
+    /// being delivered, it means the attempt was cut where the server may have taken the
+    /// message (a crash, or a link lost while waiting for the reply to the final dot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<String>,
+    /// An earlier attempt may have delivered the message: a new one may make a duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub possible_duplicate: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A state change appended to a queue file after it was committed.
@@ -132,6 +159,24 @@ pub enum Update {
         attempts: u32,
         next_attempt: i64,
     },
+    /// The lifetime clock after an attempt (see `Envelope::failed_secs`).
+    Lifetime {
+        failed_secs: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_failure: Option<i64>,
+    },
+    DelayWarned,
+    /// An attempt to this destination begins (see `Envelope::in_flight`).
+    InFlight {
+        destination: String,
+    },
+    /// The attempt to this destination is over. `possible_duplicate` says why a later attempt
+    /// may duplicate it.
+    AttemptEnded {
+        destination: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        possible_duplicate: Option<String>,
+    },
 }
 
 impl Envelope {
@@ -147,6 +192,11 @@ impl Envelope {
             attempts: 0,
             next_attempt: 0,
             submission: None,
+            failed_secs: 0,
+            last_failure: None,
+            delay_warned: false,
+            in_flight: Vec::new(),
+            possible_duplicate: None,
         }
     }
 
@@ -167,6 +217,20 @@ impl Envelope {
             Update::Schedule { attempts, next_attempt } => {
                 self.attempts = *attempts;
                 self.next_attempt = *next_attempt;
+            }
+            Update::Lifetime { failed_secs, last_failure } => {
+                self.failed_secs = *failed_secs;
+                self.last_failure = *last_failure;
+            }
+            Update::DelayWarned => self.delay_warned = true,
+            Update::InFlight { destination } => self.in_flight.push(destination.clone()),
+            Update::AttemptEnded { destination, possible_duplicate } => {
+                if let Some(at) = self.in_flight.iter().position(|d| d == destination) {
+                    self.in_flight.remove(at);
+                }
+                if possible_duplicate.is_some() {
+                    self.possible_duplicate = possible_duplicate.clone();
+                }
             }
         }
         Ok(())

@@ -196,6 +196,13 @@ impl QueueStore {
         Ok(())
     }
 
+    /// As `append_updates`, without waiting for the disk: for changes a crash may lose without
+    /// harm (the step that made them is done again, or a stronger record follows).
+    pub fn append_updates_unsynced(&self, queue: QueueName, id: &str, updates: &[Update]) -> Result<(), QueueError> {
+        self.write_updates(queue, id, updates)?;
+        Ok(())
+    }
+
     /// Record state changes and move the message to another queue; the file's flush commits
     /// both, the directory's makes the new name durable on any file system.
     /// A crash before the flush ends leaves either the old state in the old queue (the step is
@@ -239,6 +246,12 @@ impl QueueStore {
         fs::rename(self.path(from, id), self.path(to, id))?;
         fsync_dir(&self.dir(to))?;
         Ok(())
+    }
+
+    /// Move a file without waiting for the disk: for moves a crash may undo without harm
+    /// (incoming → active: a message found back in incoming is simply handled again).
+    pub fn move_unsynced(&self, id: &str, from: QueueName, to: QueueName) -> io::Result<()> {
+        fs::rename(self.path(from, id), self.path(to, id))
     }
 
     /// Remove a file whose message lives on durably elsewhere (a maildrop file after pickup),

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""A recording smarthost for tests/smtp_client.rs, built on aiosmtpd (not tidemail code).
+"""A recording smarthost for tests/smtp_client.rs and tests/smtp_tls_auth.rs, built on aiosmtpd
+(not tidemail code).
 
 Usage: sink.py PORT DIR [options]
   --reply ADDR=CODE TEXT   answer RCPT TO:<ADDR> with "CODE TEXT" (repeatable)
@@ -7,19 +8,32 @@ Usage: sink.py PORT DIR [options]
   --no-ehlo                answer EHLO with 502, so the client must fall back to HELO
   --size N                 announce SIZE N and refuse larger MAIL FROM SIZE= values
   --cut-after N            after 354, read N bytes of message data, then drop the connection
+  --cut-times K            do --cut-after (or --drop-after-dot) only for the first K messages
+  --drop-after-dot         after 354, read the whole message and its final dot, then drop the
+                           connection without a reply (the client cannot know it was taken)
+  --tls-cert FILE          offer STARTTLS with this PEM certificate (chain) ...
+  --tls-key FILE           ... and this PEM key
+  --require-tls            refuse everything but EHLO/STARTTLS/QUIT before TLS (530)
+  --auth USER:PASS         offer AUTH PLAIN LOGIN (after TLS only, unless --auth-plaintext)
+                           and accept these credentials
+  --auth-plaintext         offer AUTH without TLS too
 
 Every accepted message becomes DIR/N.json (envelope, HELO name, peer, whether the client
-pipelined MAIL) and DIR/N.eml (the content as received: CRLF kept, dots unstuffed).
+pipelined MAIL, whether the session was TLS, the authenticated user) and DIR/N.eml (the
+content as received: CRLF kept, dots unstuffed). Every AUTH command appends "MECHANISM" (never
+the credentials) to DIR/auth.log.
 Prints "ready" on stdout once listening.
 """
 
 import argparse
 import asyncio
 import json
+import logging
 import os
+import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Recorder:
@@ -56,12 +70,44 @@ class Recorder:
             "esmtp": session.extended_smtp,
             "peer": list(session.peer[:2]),
             "pipelined": getattr(session, "pipelined_mail", False),
+            "tls": session.ssl is not None,
+            "tls_version": tls_version(session),
+            "auth_user": auth_user(session),
         }
         with open(base + ".json.tmp", "w") as out:
             json.dump(record, out)
         os.rename(base + ".eml.tmp", base + ".eml")
         os.rename(base + ".json.tmp", base + ".json")
         return "250 2.0.0 Ok: queued as M%d" % self.count
+
+
+def tls_version(session):
+    ssl_object = (session.ssl or {}).get("ssl_object")
+    return ssl_object.version() if ssl_object is not None else None
+
+
+def auth_user(session):
+    if not session.authenticated or session.auth_data is None:
+        return None
+    login = getattr(session.auth_data, "login", None)
+    return login.decode() if isinstance(login, bytes) else login
+
+
+def make_authenticator(credentials):
+    user, password = credentials.split(":", 1)
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == user.encode() and auth_data.password == password.encode()
+        if ok:
+            return AuthResult(success=True, auth_data=auth_data)
+        # handled=False: aiosmtpd then answers "535 5.7.8 Authentication credentials invalid".
+        return AuthResult(success=False, handled=False)
+
+    return authenticate
+
+
+# How many messages were cut so far (shared by all connections).
+CUTS = {"done": 0}
 
 
 def make_server_class(options):
@@ -72,6 +118,12 @@ def make_server_class(options):
                 return
             await super().smtp_EHLO(hostname)
 
+        async def smtp_AUTH(self, arg):
+            # Only the mechanism: the rest of the line carries the credentials.
+            with open(os.path.join(options.directory, "auth.log"), "a") as log:
+                log.write((arg or "").split(" ")[0] + "\n")
+            await super().smtp_AUTH(arg)
+
         async def smtp_MAIL(self, arg):
             # Something already buffered behind MAIL FROM means the client pipelined.
             buffered = getattr(self._reader, "_buffer", b"")
@@ -79,9 +131,24 @@ def make_server_class(options):
             await super().smtp_MAIL(arg)
 
         async def smtp_DATA(self, arg):
-            if options.cut_after is None or not self.envelope.rcpt_tos:
+            cutting = options.cut_after is not None or options.drop_after_dot
+            if options.cut_times is not None and cutting:
+                cutting = CUTS["done"] < options.cut_times
+            if not cutting or not self.envelope.rcpt_tos:
                 return await super().smtp_DATA(arg)
+            CUTS["done"] += 1
             await self.push("354 End data with <CR><LF>.<CR><LF>")
+            if options.drop_after_dot:
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    chunk = await self._reader.read(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                with open(os.path.join(options.directory, "dropped.log"), "a") as log:
+                    log.write("%d\n" % len(data))
+                self.transport.abort()
+                return
             received = 0
             while received < options.cut_after:
                 chunk = await self._reader.read(options.cut_after - received)
@@ -94,6 +161,8 @@ def make_server_class(options):
 
 
 def main():
+    # aiosmtpd warns about its own use of a deprecated attribute on every AUTH.
+    logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("directory")
@@ -102,6 +171,13 @@ def main():
     parser.add_argument("--no-ehlo", action="store_true")
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--cut-after", type=int, default=None)
+    parser.add_argument("--cut-times", type=int, default=None)
+    parser.add_argument("--drop-after-dot", action="store_true")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--require-tls", action="store_true")
+    parser.add_argument("--auth")
+    parser.add_argument("--auth-plaintext", action="store_true")
     options = parser.parse_args()
 
     replies = {}
@@ -110,11 +186,20 @@ def main():
         replies[address.lower()] = reply
     handler = Recorder(options.directory, replies, not options.no_pipelining)
     server_class = make_server_class(options)
+    extra = {}
+    if options.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        extra["tls_context"] = context
+        extra["require_starttls"] = options.require_tls
+    if options.auth:
+        extra["authenticator"] = make_authenticator(options.auth)
+        extra["auth_require_tls"] = not options.auth_plaintext
 
     async def serve():
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: server_class(handler, hostname="sink.test", data_size_limit=options.size or None),
+            lambda: server_class(handler, hostname="sink.test", data_size_limit=options.size or None, **extra),
             host="127.0.0.1",
             port=options.port,
         )

@@ -6,9 +6,9 @@
 //! that is not SMTP) is a [`SessionError`], which is temporary for every recipient of the
 //! message in flight: the message was not accepted unless the reply to the final "." said so.
 //!
-//! The session runs over any byte stream ([`Transport`]), so that TLS can wrap the TCP
-//! connection later (STARTTLS replaces the stream after EHLO; the reply reader then must hold
-//! no buffered plaintext, see `ReplyReader::has_pending`).
+//! The session runs over any byte stream ([`Transport`]). STARTTLS (per [`TlsPolicy`]) replaces
+//! the stream after EHLO; the reply reader must then hold no plaintext (CVE-2011-0411), and
+//! EHLO is sent again. AUTH (PLAIN, else LOGIN) follows when credentials were given.
 
 use std::fmt;
 use std::io;
@@ -17,15 +17,18 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::reply::{ReadError, Reply, ReplyReader, is_lost};
+use super::sasl::{self, Credentials, Mechanism, Refusal, SaslPolicy};
+use super::tls::{self, TlsInfo, TlsLevel, TlsPolicy};
 use crate::config::Config;
 
 /// A byte stream an SMTP session can run over: TCP now, TLS over TCP later, a pipe in tests.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
-/// The client's name and waits.
+/// The client's name, waits, TLS policy and credentials.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     /// The name sent in EHLO/HELO (smtp_helo_name).
@@ -43,6 +46,14 @@ pub struct ClientSettings {
     pub data_done_timeout: Duration,
     pub rset_timeout: Duration,
     pub quit_timeout: Duration,
+    /// For the reply to STARTTLS and for the TLS handshake.
+    pub starttls_timeout: Duration,
+    /// When to use STARTTLS and how to check the server (smtp_tls_*).
+    pub tls: TlsPolicy,
+    /// Which mechanism may carry the password (smtp_sasl_*).
+    pub sasl: SaslPolicy,
+    /// AUTH with these when the server offers it ([`sasl::credentials_for`]); None: no AUTH.
+    pub credentials: Option<Credentials>,
 }
 
 impl ClientSettings {
@@ -59,6 +70,10 @@ impl ClientSettings {
             data_done_timeout: Duration::from_secs(600),
             rset_timeout: Duration::from_secs(20),
             quit_timeout: Duration::from_secs(300),
+            starttls_timeout: Duration::from_secs(300),
+            tls: TlsPolicy::default(),
+            sasl: SaslPolicy::default(),
+            credentials: None,
         }
     }
 
@@ -75,7 +90,18 @@ impl ClientSettings {
             data_done_timeout: config.smtp_data_done_timeout(),
             rset_timeout: config.smtp_rset_timeout(),
             quit_timeout: config.smtp_quit_timeout(),
+            starttls_timeout: config.smtp_starttls_timeout(),
+            tls: TlsPolicy::from_config(config),
+            sasl: SaslPolicy::from_config(config),
+            credentials: None,
         }
+    }
+
+    /// The same settings with credentials for AUTH (the next hop's, from
+    /// [`sasl::credentials_for`]).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> ClientSettings {
+        self.credentials = credentials;
+        self
     }
 }
 
@@ -117,6 +143,8 @@ pub struct Capabilities {
     pub enhanced_status_codes: bool,
     pub starttls: bool,
     pub auth: bool,
+    /// The AUTH mechanisms offered, upper case.
+    pub auth_mechanisms: Vec<String>,
 }
 
 /// A step of the conversation, for results and error messages.
@@ -125,6 +153,8 @@ pub enum Stage {
     Connect,
     Greeting,
     Helo,
+    StartTls,
+    Auth,
     Mail,
     Rcpt,
     Data,
@@ -144,6 +174,8 @@ impl Stage {
         match self {
             Stage::Connect | Stage::Greeting => "initial greeting",
             Stage::Helo => "EHLO/HELO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
             Stage::Mail => "MAIL FROM",
             Stage::Rcpt => "RCPT TO",
             Stage::Data => "DATA",
@@ -160,6 +192,8 @@ impl Stage {
             Stage::Connect => "connecting",
             Stage::Greeting => "receiving the initial server greeting",
             Stage::Helo => "performing the EHLO handshake",
+            Stage::StartTls => "sending STARTTLS",
+            Stage::Auth => "performing SASL authentication",
             Stage::Mail => "sending MAIL FROM",
             Stage::Rcpt => "sending RCPT TO",
             Stage::Data => "sending DATA command",
@@ -261,6 +295,21 @@ pub enum SessionError {
     Content { error: io::Error },
     #[error("the SMTP session to {peer} can no longer be used")]
     Closed { peer: String },
+    /// TLS is mandatory and the server's EHLO did not offer STARTTLS.
+    #[error("TLS is required, but was not offered by host {peer}")]
+    TlsNotOffered { peer: String },
+    /// TLS is mandatory and the server answered STARTTLS with an error.
+    #[error("TLS is required, but host {peer} refused to start TLS: {reply}")]
+    TlsRefused { peer: String, reply: Reply },
+    /// The handshake failed or the certificate was not trusted; or a local TLS problem.
+    #[error("TLS handshake with {peer} failed: {detail}")]
+    Tls { peer: String, detail: String },
+    /// The server refused the credentials (or failed the exchange).
+    #[error("SASL authentication failed; server {peer} said: {reply}")]
+    SaslRejected { peer: String, reply: Reply },
+    /// The credentials may not be sent to this server (no TLS, no usable mechanism).
+    #[error("SASL authentication failed: {detail}")]
+    SaslNotPossible { peer: String, detail: String },
 }
 
 impl SessionError {
@@ -289,6 +338,14 @@ impl SessionError {
             SessionError::Refused { reply, .. } | SessionError::Closing { reply, .. } => reply.status(),
             SessionError::Content { .. } => "4.3.0".to_string(),
             SessionError::Closed { .. } => "4.4.2".to_string(),
+            SessionError::TlsNotOffered { .. } | SessionError::TlsRefused { .. } => "4.7.4".to_string(),
+            SessionError::Tls { .. } => "4.7.5".to_string(),
+            // A refused password is a local configuration problem: never a bounce.
+            SessionError::SaslRejected { reply, .. } => match reply.sent_status {
+                Some(_) => format!("4{}", &reply.status()[1..]),
+                None => "4.7.8".to_string(),
+            },
+            SessionError::SaslNotPossible { .. } => "4.7.0".to_string(),
         }
     }
 }
@@ -300,6 +357,12 @@ pub struct Session {
     relay: Relay,
     settings: ClientSettings,
     capabilities: Capabilities,
+    /// The first EHLO offered STARTTLS (for the reason AUTH was not possible).
+    starttls_offered: bool,
+    /// Set once STARTTLS succeeded.
+    tls: Option<TlsInfo>,
+    /// The user name AUTH succeeded with.
+    authenticated: Option<String>,
     /// A transaction was started (MAIL accepted) and not completed: RSET before the next.
     needs_rset: bool,
     /// An error ended the conversation.
@@ -307,26 +370,24 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to the first address that answers with a greeting and completes EHLO/HELO.
-    /// Each address gets `connect_timeout` to connect; an address that fails (refused, times
-    /// out, greets with an error) is skipped. `host` is the name for [`Relay`].
+    /// Connects to the first address that answers with a greeting and completes EHLO/HELO,
+    /// STARTTLS and AUTH as the settings ask. Each address gets `connect_timeout` to connect;
+    /// an address that fails (refused, times out, greets with an error, fails TLS or AUTH) is
+    /// skipped. `host` is the name for [`Relay`], and the name a verified certificate must
+    /// carry. With TLS level `may`, a failed handshake is followed by one more connection to
+    /// the same address without TLS, as Postfix's opportunistic TLS does.
     pub async fn connect(host: &str, addrs: &[SocketAddr], settings: &ClientSettings) -> Result<Session, SessionError> {
         let mut last = SessionError::NoAddress;
         for addr in addrs {
             let relay = Relay::new(host, *addr);
-            let stream = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    last = SessionError::Connect { target: relay.to_string(), error };
-                    continue;
-                }
-                Err(_) => {
-                    last = SessionError::ConnectTimeout { target: relay.to_string() };
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            match Session::start(Box::new(stream), relay, settings).await {
+            let mut result = Session::connect_one(&relay, settings).await;
+            if let Err(SessionError::Tls { .. }) = &result
+                && settings.tls.level == TlsLevel::May
+            {
+                let plain = ClientSettings { tls: TlsPolicy::default(), ..settings.clone() };
+                result = Session::connect_one(&relay, &plain).await;
+            }
+            match result {
                 Ok(session) => return Ok(session),
                 // A 5xx to EHLO/HELO is an answer about our mail, not about this one server.
                 Err(error) if !error.is_temporary() => return Err(error),
@@ -336,7 +397,18 @@ impl Session {
         Err(last)
     }
 
-    /// Runs the greeting and EHLO/HELO over an already connected stream.
+    async fn connect_one(relay: &Relay, settings: &ClientSettings) -> Result<Session, SessionError> {
+        let stream = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(relay.addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(SessionError::Connect { target: relay.to_string(), error }),
+            Err(_) => return Err(SessionError::ConnectTimeout { target: relay.to_string() }),
+        };
+        let _ = stream.set_nodelay(true);
+        Session::start(Box::new(stream), relay.clone(), settings).await
+    }
+
+    /// Runs the greeting, EHLO/HELO, STARTTLS and AUTH (as the settings ask) over an already
+    /// connected stream.
     pub async fn start(
         stream: Box<dyn Transport>,
         relay: Relay,
@@ -348,6 +420,9 @@ impl Session {
             relay,
             settings: settings.clone(),
             capabilities: Capabilities::default(),
+            starttls_offered: false,
+            tls: None,
+            authenticated: None,
             needs_rset: false,
             broken: false,
         };
@@ -356,6 +431,9 @@ impl Session {
             return Err(session.refused(Stage::Greeting, greeting).await);
         }
         session.hello().await?;
+        session.starttls_offered = session.capabilities.starttls;
+        session.starttls().await?;
+        session.authenticate().await?;
         Ok(session)
     }
 
@@ -372,6 +450,137 @@ impl Session {
     /// Whether another message can go over this session.
     pub fn is_usable(&self) -> bool {
         !self.broken
+    }
+
+    /// What STARTTLS negotiated; None for a session in plaintext.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The user name AUTH succeeded with; None when the session did not authenticate.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
+    }
+
+    /// STARTTLS when the policy asks for it, then EHLO again over TLS.
+    async fn starttls(&mut self) -> Result<(), SessionError> {
+        let level = self.settings.tls.level;
+        if level == TlsLevel::None {
+            return Ok(());
+        }
+        let peer = self.relay.peer();
+        if !self.capabilities.starttls {
+            if level.is_mandatory() {
+                return Err(self.abandon(SessionError::TlsNotOffered { peer }).await);
+            }
+            return Ok(());
+        }
+        let prepared = self.settings.tls.client_config().and_then(|config| {
+            let name = tls::server_name(&self.relay, level.verifies())?;
+            Ok((config, name))
+        });
+        let (config, name) = match prepared {
+            Ok(prepared) => prepared,
+            Err(detail) => return Err(self.abandon(SessionError::Tls { peer, detail }).await),
+        };
+        let timeout = self.settings.starttls_timeout;
+        self.write(b"STARTTLS\r\n", Stage::StartTls, timeout).await?;
+        let reply = self.reply(Stage::StartTls, timeout).await?;
+        if reply.code != 220 {
+            if level.is_mandatory() {
+                return Err(self.abandon(SessionError::TlsRefused { peer, reply }).await);
+            }
+            // Opportunistic: the session goes on in plaintext, as Postfix's does.
+            return Ok(());
+        }
+        if self.reader.has_pending() {
+            // Bytes sent with the 220 would be taken as replies from inside TLS: injection.
+            let detail = "plaintext data after the 220 reply to STARTTLS".to_string();
+            return Err(self.fail(SessionError::Protocol { peer, stage: Stage::StartTls, detail }));
+        }
+        let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
+        let stream = match tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, plain)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(self.fail(SessionError::Tls { peer, detail: error.to_string() })),
+            Err(_) => return Err(self.fail(SessionError::Tls { peer, detail: "timed out".to_string() })),
+        };
+        self.tls = Some(TlsInfo::of(stream.get_ref().1, level.verifies()));
+        self.stream = Box::new(stream);
+        // What the server offered in plaintext counts for nothing now.
+        self.hello().await
+    }
+
+    /// AUTH with the credentials, when there are any and the server offers AUTH.
+    async fn authenticate(&mut self) -> Result<(), SessionError> {
+        let Some(credentials) = self.settings.credentials.clone() else {
+            return Ok(());
+        };
+        if !self.capabilities.auth {
+            // Postfix too goes on without AUTH; the server may relay for us anyway.
+            return Ok(());
+        }
+        let peer = self.relay.peer();
+        let encrypted = self.tls.is_some();
+        let mechanism = match self.settings.sasl.choose(&self.capabilities.auth_mechanisms, encrypted) {
+            Ok(mechanism) => mechanism,
+            Err(refusal) => {
+                let detail = self.refusal_text(&refusal);
+                return Err(self.abandon(SessionError::SaslNotPossible { peer, detail }).await);
+            }
+        };
+        let timeout = self.settings.helo_timeout;
+        let reply = match mechanism {
+            Mechanism::Plain => {
+                let command = format!("AUTH PLAIN {}\r\n", sasl::plain_response(&credentials));
+                self.write(command.as_bytes(), Stage::Auth, timeout).await?;
+                let reply = self.reply(Stage::Auth, timeout).await?;
+                if reply.code == 334 {
+                    // A server that wants the response on its own line.
+                    let line = format!("{}\r\n", sasl::plain_response(&credentials));
+                    self.write(line.as_bytes(), Stage::Auth, timeout).await?;
+                    self.reply(Stage::Auth, timeout).await?
+                } else {
+                    reply
+                }
+            }
+            Mechanism::Login => {
+                self.write(b"AUTH LOGIN\r\n", Stage::Auth, timeout).await?;
+                let mut reply = self.reply(Stage::Auth, timeout).await?;
+                for answer in sasl::login_responses(&credentials) {
+                    if reply.code != 334 {
+                        break;
+                    }
+                    self.write(format!("{answer}\r\n").as_bytes(), Stage::Auth, timeout).await?;
+                    reply = self.reply(Stage::Auth, timeout).await?;
+                }
+                reply
+            }
+        };
+        if reply.code != 235 {
+            return Err(self.abandon(SessionError::SaslRejected { peer, reply }).await);
+        }
+        self.authenticated = Some(credentials.username().to_string());
+        Ok(())
+    }
+
+    fn refusal_text(&self, refusal: &Refusal) -> String {
+        let peer = self.relay.peer();
+        match refusal {
+            Refusal::NoMechanism => format!(
+                "cannot authenticate to server {peer}: no mechanism available (offered: {}; usable: PLAIN, LOGIN)",
+                self.capabilities.auth_mechanisms.join(" ")
+            ),
+            Refusal::Plaintext if !self.starttls_offered => format!(
+                "server {peer} offered no TLS and smtp_sasl_security_options forbids plaintext passwords (noplaintext)"
+            ),
+            Refusal::Plaintext => format!(
+                "the session with server {peer} is not encrypted (TLS not used, or it failed) and \
+                 smtp_sasl_security_options forbids plaintext passwords (noplaintext)"
+            ),
+            Refusal::Option { parameter, option } => {
+                format!("cannot authenticate to server {peer}: {parameter} = {option} excludes PLAIN and LOGIN")
+            }
+        }
     }
 
     async fn hello(&mut self) -> Result<(), SessionError> {
@@ -628,11 +837,19 @@ impl Session {
 
     /// A refusal that ends the session: QUIT is still sent (briefly), as Postfix does.
     async fn refused(&mut self, stage: Stage, reply: Reply) -> SessionError {
+        let error = SessionError::Refused { peer: self.relay.peer(), stage, reply };
+        self.abandon(error).await
+    }
+
+    /// Ends a session that cannot go on but still talks SMTP: QUIT (briefly) unless the
+    /// server said 421, then `error`.
+    async fn abandon(&mut self, error: SessionError) -> SessionError {
+        let closing = matches!(&error, SessionError::Refused { reply, .. } if reply.code == 421);
         let quit_wait = self.settings.quit_timeout.min(Duration::from_secs(5));
-        if reply.code != 421 && self.write(b"QUIT\r\n", Stage::Quit, quit_wait).await.is_ok() {
+        if !closing && self.write(b"QUIT\r\n", Stage::Quit, quit_wait).await.is_ok() {
             let _ = self.reply(Stage::Quit, quit_wait).await;
         }
-        self.fail(SessionError::Refused { peer: self.relay.peer(), stage, reply })
+        self.fail(error)
     }
 }
 
@@ -643,6 +860,18 @@ fn is_sendable(address: &str) -> bool {
 
 fn parse_ehlo(raw: &[u8], reply: &Reply) -> Capabilities {
     let mut capabilities = Capabilities { esmtp: true, ..Capabilities::default() };
+    // "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN"; the names are what AUTH needs.
+    for line in reply.lines.iter().skip(1) {
+        let upper = line.to_ascii_uppercase();
+        let mut words = upper.split([' ', '\t', '=']).filter(|word| !word.is_empty());
+        if words.next() == Some("AUTH") {
+            for name in words {
+                if !capabilities.auth_mechanisms.iter().any(|known| known == name) {
+                    capabilities.auth_mechanisms.push(name.to_string());
+                }
+            }
+        }
+    }
     match smtp_proto::EhloResponse::parse(&mut raw.iter()) {
         Ok(ehlo) => {
             let has = |bit: u32| ehlo.capabilities & bit != 0;
@@ -670,6 +899,7 @@ fn parse_ehlo(raw: &[u8], reply: &Reply) -> Capabilities {
             }
         }
     }
+    capabilities.auth |= !capabilities.auth_mechanisms.is_empty();
     capabilities
 }
 
@@ -832,6 +1062,87 @@ mod tests {
             "host mx[127.0.0.1] said: 421 4.3.2 shutting down (in reply to MAIL FROM command)"
         );
         assert!(!session.is_usable());
+    }
+
+    #[tokio::test]
+    async fn plaintext_after_the_starttls_reply_is_refused() {
+        let relay = Relay::new("mx", "127.0.0.1:25".parse().unwrap());
+        let mut settings = ClientSettings::new("client.test");
+        settings.tls = TlsPolicy::new(TlsLevel::Encrypt);
+        // "250 injected" arrives with the 220, before any TLS: it must not be believed.
+        let (stream, server) =
+            scripted(&[b"220 mx\r\n", b"250-mx\r\n250 STARTTLS\r\n", b"220 go ahead\r\n250 injected\r\n"]);
+        let error = Session::start(stream, relay, &settings).await.err().unwrap();
+        assert!(matches!(error, SessionError::Protocol { stage: Stage::StartTls, .. }), "{error:?}");
+        assert!(error.is_temporary());
+        assert_eq!(server.await.unwrap(), b"EHLO client.test\r\nSTARTTLS\r\n");
+    }
+
+    #[tokio::test]
+    async fn mandatory_tls_not_offered() {
+        let relay = Relay::new("mx", "127.0.0.1:25".parse().unwrap());
+        let mut settings = ClientSettings::new("client.test");
+        settings.tls = TlsPolicy::new(TlsLevel::Encrypt);
+        let (stream, server) = scripted(&[b"220 mx\r\n", b"250-mx\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n"]);
+        let error = Session::start(stream, relay, &settings).await.err().unwrap();
+        assert_eq!(error.to_string(), "TLS is required, but was not offered by host mx[127.0.0.1]");
+        assert_eq!((error.is_temporary(), error.status().as_str()), (true, "4.7.4"));
+        assert_eq!(server.await.unwrap(), b"EHLO client.test\r\nQUIT\r\n");
+    }
+
+    #[tokio::test]
+    async fn auth_login_and_refusals() {
+        let relay = Relay::new("mx", "127.0.0.1:25".parse().unwrap());
+        // Plaintext passwords explicitly allowed, so that a pipe can carry them.
+        let mut settings = ClientSettings::new("client.test").with_credentials(Some(Credentials::new("u", "p")));
+        settings.sasl.security_options = vec!["noanonymous".into()];
+        let (stream, server) = scripted(&[
+            b"220 mx\r\n",
+            b"250-mx\r\n250 AUTH=LOGIN\r\n",
+            b"334 VXNlcm5hbWU6\r\n",
+            b"334 UGFzc3dvcmQ6\r\n",
+            b"235 2.7.0 ok\r\n",
+        ]);
+        let session = Session::start(stream, relay.clone(), &settings).await.unwrap();
+        assert_eq!(session.authenticated(), Some("u"));
+        drop(session);
+        assert_eq!(server.await.unwrap(), b"EHLO client.test\r\nAUTH LOGIN\r\ndQ==\r\ncA==\r\n");
+
+        // A refused password is temporary, and the password is nowhere in the message.
+        let (stream, _server) = scripted(&[
+            b"220 mx\r\n",
+            b"250-mx\r\n250 AUTH PLAIN LOGIN\r\n",
+            b"535 5.7.8 Error: authentication failed\r\n",
+            b"221 bye\r\n",
+        ]);
+        let error = Session::start(stream, relay.clone(), &settings).await.err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "SASL authentication failed; server mx[127.0.0.1] said: 535 5.7.8 Error: authentication failed"
+        );
+        assert_eq!((error.is_temporary(), error.status().as_str()), (true, "4.7.8"));
+
+        // The default noplaintext: no AUTH at all over a session without TLS.
+        settings.sasl = SaslPolicy::default();
+        let (stream, server) = scripted(&[b"220 mx\r\n", b"250-mx\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n"]);
+        let error = Session::start(stream, relay, &settings).await.err().unwrap();
+        assert!(matches!(error, SessionError::SaslNotPossible { .. }), "{error:?}");
+        assert!(error.to_string().contains("offered no TLS"), "{error}");
+        assert_eq!(error.status(), "4.7.0");
+        assert_eq!(server.await.unwrap(), b"EHLO client.test\r\nQUIT\r\n");
+    }
+
+    #[test]
+    fn auth_mechanisms_in_ehlo() {
+        let raw = b"250-mx\r\n250-AUTH LOGIN plain\r\n250-AUTH=LOGIN\r\n250 STARTTLS\r\n";
+        let reply = Reply { code: 250, sent_status: None, lines: vec![] };
+        let reply = Reply {
+            lines: vec!["mx".into(), "AUTH LOGIN plain".into(), "AUTH=LOGIN".into(), "STARTTLS".into()],
+            ..reply
+        };
+        let capabilities = parse_ehlo(raw, &reply);
+        assert!(capabilities.auth && capabilities.starttls);
+        assert_eq!(capabilities.auth_mechanisms, ["LOGIN", "PLAIN"]);
     }
 
     #[tokio::test]

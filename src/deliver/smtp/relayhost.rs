@@ -4,16 +4,20 @@
 //! `[address]:port`, with `ipv6:` allowed inside the brackets (`[ipv6:2001:db8::1]:587`).
 //! Brackets turn the MX lookup off. The port is a number or one of the usual service names.
 //!
-//! Resolution: a literal address is used as is. With `disable_dns_lookups` a name is looked up in
-//! the hosts file only — read here, never through getaddrinfo(), which may send a DNS query
-//! whatever nsswitch.conf says about the order. Otherwise the system resolver is asked for the
-//! host's addresses (tokio's `lookup_host`). MX lookups (`mx == true`) are not implemented yet:
-//! the name's own addresses are used, which is what an MX-less domain gets anyway.
+//! Resolution ([`resolve_relays`]): a literal address is used as is. With `disable_dns_lookups`
+//! a name is looked up in the hosts file only — read here, never through getaddrinfo(), which
+//! may send a DNS query whatever nsswitch.conf says — and no DNS packet is ever sent. Otherwise
+//! all DNS traffic goes through one resolver ([`super::dns`], hickory-resolver): a name without
+//! brackets is a domain whose MX records decide (RFC 5321 section 5: by preference, implicit MX,
+//! null MX refused); a bracketed name is looked up in the hosts file first, then its A/AAAA
+//! records in DNS.
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+
+use super::dns::DnsResolver;
 
 /// The system hosts file.
 pub const HOSTS_FILE: &str = "/etc/hosts";
@@ -139,23 +143,36 @@ fn check_hostname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a next hop has no address.
-#[derive(Debug, thiserror::Error)]
+/// Why a next hop has no address. The texts are Postfix's; [`ResolveError::status`] is the
+/// enhanced status for the recipients and [`ResolveError::is_temporary`] says defer or bounce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    /// The name does not exist (in the hosts file, or for the resolver).
-    #[error("Host or domain name not found. Name service error for name={name} type=A: Host not found")]
-    NotFound { name: String },
-    /// The lookup failed in a way that may pass (resolver unreachable, hosts file unreadable).
-    #[error("Host or domain name not found. Name service error for name={name} type=A: {detail}")]
-    Temporary { name: String, detail: String },
+    /// The name does not exist (NXDOMAIN, or absent from the hosts file).
+    #[error("Host or domain name not found. Name service error for name={name} type={rtype}: Host not found")]
+    NotFound { name: String, rtype: &'static str },
+    /// The name exists but has no record of the type asked for (a host without addresses).
+    #[error(
+        "Host or domain name not found. Name service error for name={name} type={rtype}: Host found but no data record of requested type"
+    )]
+    NoData { name: String, rtype: &'static str },
+    /// The domain publishes a null MX (RFC 7505): it accepts no mail at all.
+    #[error("Domain {domain} does not accept mail (nullMX)")]
+    NullMx { domain: String },
+    /// The lookup failed in a way that may pass (timeout, SERVFAIL, no nameserver reachable,
+    /// resolv.conf or the hosts file unreadable). `cause` is the underlying error, for debugging;
+    /// the text stays Postfix's.
+    #[error("Host or domain name not found. Name service error for name={name} type={rtype}: {detail}")]
+    Temporary { name: String, rtype: &'static str, detail: String, cause: Option<String> },
 }
 
 impl ResolveError {
-    /// The enhanced status for the recipients: 5.4.4 for a name that does not exist, 4.4.3 else.
+    /// The enhanced status for the recipients: 5.1.10 for a null MX, 5.4.4 for a name that does
+    /// not exist or has no address, 4.4.3 for the rest.
     /// (A mistyped relayhost is a configuration error; the queue manager may prefer to defer.)
     pub fn status(&self) -> &'static str {
         match self {
-            ResolveError::NotFound { .. } => "5.4.4",
+            ResolveError::NotFound { .. } | ResolveError::NoData { .. } => "5.4.4",
+            ResolveError::NullMx { .. } => "5.1.10",
             ResolveError::Temporary { .. } => "4.4.3",
         }
     }
@@ -165,7 +182,8 @@ impl ResolveError {
     }
 }
 
-/// The addresses to try for a next hop, in order, using the system hosts file.
+/// The addresses to try for a next hop, in order, using the system hosts file and, unless
+/// `disable_dns_lookups`, the system resolver ([`DnsResolver::system`]).
 pub async fn resolve(next_hop: &NextHop, disable_dns_lookups: bool) -> Result<Vec<SocketAddr>, ResolveError> {
     resolve_with_hosts_file(next_hop, disable_dns_lookups, Path::new(HOSTS_FILE)).await
 }
@@ -176,49 +194,82 @@ pub async fn resolve_with_hosts_file(
     disable_dns_lookups: bool,
     hosts_file: &Path,
 ) -> Result<Vec<SocketAddr>, ResolveError> {
+    let relays = resolve_relays_with(next_hop, disable_dns_lookups, hosts_file, None).await?;
+    Ok(relays.into_iter().map(|(_, addr)| addr).collect())
+}
+
+/// The relays to try for a next hop, in order: (host name for the log, address). The host is
+/// the MX exchanger's name, the bracketed name, or the literal address as text.
+pub async fn resolve_relays(
+    next_hop: &NextHop,
+    disable_dns_lookups: bool,
+) -> Result<Vec<(String, SocketAddr)>, ResolveError> {
+    resolve_relays_with(next_hop, disable_dns_lookups, Path::new(HOSTS_FILE), None).await
+}
+
+/// [`resolve_relays`] with another hosts file and, when `dns` is given, that resolver instead of
+/// the system one (in-process tests point it at a loopback nameserver). With
+/// `disable_dns_lookups` only the hosts file is read and `dns` is never touched.
+pub async fn resolve_relays_with(
+    next_hop: &NextHop,
+    disable_dns_lookups: bool,
+    hosts_file: &Path,
+    dns: Option<&DnsResolver>,
+) -> Result<Vec<(String, SocketAddr)>, ResolveError> {
     let name = match &next_hop.host {
-        Host::Addr(addr) => return Ok(vec![SocketAddr::new(*addr, next_hop.port)]),
+        Host::Addr(addr) => return Ok(vec![(addr.to_string(), SocketAddr::new(*addr, next_hop.port))]),
         Host::Name(name) => name,
     };
+    let with_port = |addrs: Vec<IpAddr>| -> Vec<(String, SocketAddr)> {
+        addrs.into_iter().map(|addr| (name.clone(), SocketAddr::new(addr, next_hop.port))).collect()
+    };
     if disable_dns_lookups {
-        // A small local file: read in place (tokio's "fs" feature is not enabled).
-        let text = match std::fs::read(hosts_file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(error) => {
-                return Err(ResolveError::Temporary {
-                    name: name.clone(),
-                    detail: format!("cannot read {}: {error}", hosts_file.display()),
-                });
-            }
-        };
-        let addrs = hosts_file_lookup(&text, name);
+        let addrs = read_hosts_file(hosts_file, name)?;
         if addrs.is_empty() {
-            return Err(ResolveError::NotFound { name: name.clone() });
+            return Err(ResolveError::NotFound { name: name.clone(), rtype: "A" });
         }
-        return Ok(addrs.into_iter().map(|addr| SocketAddr::new(addr, next_hop.port)).collect());
+        return Ok(with_port(addrs));
     }
-    match tokio::net::lookup_host((name.as_str(), next_hop.port)).await {
-        Ok(addrs) => {
-            let mut found: Vec<SocketAddr> = Vec::new();
-            for addr in addrs {
-                if !found.contains(&addr) {
-                    found.push(addr);
-                }
-            }
-            if found.is_empty() { Err(ResolveError::NotFound { name: name.clone() }) } else { Ok(found) }
+    if !next_hop.mx {
+        // A bracketed host: the hosts file first, as getaddrinfo with "files dns" does, so a
+        // smarthost listed there keeps working while DNS is unreachable.
+        let addrs = read_hosts_file(hosts_file, name)?;
+        if !addrs.is_empty() {
+            return Ok(with_port(addrs));
         }
+    }
+    let system;
+    let dns = match dns {
+        Some(dns) => dns,
+        None => {
+            system = DnsResolver::system().map_err(|error| ResolveError::Temporary {
+                name: name.clone(),
+                rtype: if next_hop.mx { "MX" } else { "A" },
+                detail: error.to_string(),
+                cause: None,
+            })?;
+            &system
+        }
+    };
+    if next_hop.mx { dns.mx_relays(name, next_hop.port).await } else { dns.host_relays(name, next_hop.port).await }
+}
+
+/// The addresses the hosts file gives `name`; a missing file gives none.
+fn read_hosts_file(hosts_file: &Path, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
+    // A small local file: read in place (tokio's "fs" feature is not enabled).
+    let text = match std::fs::read(hosts_file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
         Err(error) => {
-            // getaddrinfo's EAI_NONAME surfaces as an io::Error whose text names it; anything
-            // else (EAI_AGAIN, no network) may pass.
-            let text = error.to_string();
-            if text.contains("not known") || text.contains("No address associated") {
-                Err(ResolveError::NotFound { name: name.clone() })
-            } else {
-                Err(ResolveError::Temporary { name: name.clone(), detail: text })
-            }
+            return Err(ResolveError::Temporary {
+                name: name.to_string(),
+                rtype: "A",
+                detail: format!("cannot read {}: {error}", hosts_file.display()),
+                cause: None,
+            });
         }
-    }
+    };
+    Ok(hosts_file_lookup(&text, name))
 }
 
 /// The addresses a hosts file gives `name` (case-insensitive, trailing dot ignored), in file order.
@@ -343,5 +394,51 @@ not-an-address other.example
             resolve_with_hosts_file(&hop, true, &none).await.unwrap(),
             vec!["192.0.2.5:2525".parse::<SocketAddr>().unwrap()]
         );
+    }
+
+    #[tokio::test]
+    async fn literals_name_themselves_and_need_no_resolver() {
+        let none = Path::new("/nonexistent/hosts");
+        for disable in [true, false] {
+            let relays = resolve_relays_with(&parse("[192.0.2.5]:2525").unwrap(), disable, none, None).await.unwrap();
+            assert_eq!(relays, vec![("192.0.2.5".to_string(), "192.0.2.5:2525".parse::<SocketAddr>().unwrap())]);
+            let relays = resolve_relays_with(&parse("[ipv6:2001:db8::1]").unwrap(), disable, none, None).await.unwrap();
+            assert_eq!(relays, vec![("2001:db8::1".to_string(), "[2001:db8::1]:25".parse::<SocketAddr>().unwrap())]);
+        }
+    }
+
+    #[test]
+    fn error_texts_and_statuses() {
+        let name = || "example.test".to_string();
+        let cases = [
+            (
+                ResolveError::NotFound { name: name(), rtype: "MX" },
+                "5.4.4",
+                "Host or domain name not found. Name service error for name=example.test type=MX: Host not found",
+            ),
+            (
+                ResolveError::NoData { name: name(), rtype: "A" },
+                "5.4.4",
+                "Host or domain name not found. Name service error for name=example.test type=A: \
+                 Host found but no data record of requested type",
+            ),
+            (ResolveError::NullMx { domain: name() }, "5.1.10", "Domain example.test does not accept mail (nullMX)"),
+            (
+                ResolveError::Temporary {
+                    name: name(),
+                    rtype: "MX",
+                    detail: "Host not found, try again".to_string(),
+                    cause: Some("request timed out".to_string()),
+                },
+                "4.4.3",
+                "Host or domain name not found. Name service error for name=example.test type=MX: \
+                 Host not found, try again",
+            ),
+        ];
+        for (error, status, text) in cases {
+            assert_eq!(error.status(), status);
+            assert_eq!(error.is_temporary(), status.starts_with('4'));
+            assert_eq!(error.to_string(), text);
+        }
     }
 }

@@ -61,3 +61,27 @@ fn pflogsumm_counts_with_our_name() {
     assert_eq!(grand_total(&report, "deferred"), Some(2), "{report}");
     let _ = std::fs::remove_file(log);
 }
+
+#[test]
+fn pflogsumm_counts_deliveries_and_bounces_through_the_smarthost() {
+    let Some(sink) = common::sink::Sink::start(&["--reply", "gone@remote.example=550 5.1.1 No such user"]) else {
+        return;
+    };
+    let log = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
+    let env = Env::with_config(&format!("maillog_file = \"{}\"\n{}", log.display(), sink.relayhost()));
+    let daemon = env.start_daemon();
+    for (n, to) in ["a@remote.example", "b@remote.example", "gone@remote.example"].iter().enumerate() {
+        assert!(env.sendmail(&["-f", "tom@test.example", to], &message(n, "")).status.success());
+    }
+    wait_for("three held messages", Duration::from_secs(10), || env.files("deferred").len() == 3);
+    let out = env.tidemail(&["flush", "--wait", "--timeout", "60"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    drop(daemon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let Some(report) = run_pflogsumm(&["--syslog-name=tidemail"], &log) else { return };
+    assert_eq!(grand_total(&report, "delivered"), Some(2), "{report}\n{text}");
+    assert_eq!(grand_total(&report, "bounced"), Some(1), "{report}\n{text}");
+    // The relay pflogsumm names is the smarthost as Postfix would log it.
+    assert!(report.contains("127.0.0.1[127.0.0.1]"), "{report}");
+    let _ = std::fs::remove_file(log);
+}

@@ -97,6 +97,10 @@ pub fn sasl_security_options(value: &Value) -> Result<(), String> {
     one_of(value, &["noplaintext", "noactive", "nodictionary", "noanonymous", "mutual_auth"])
 }
 
+pub fn mailbox_delivery_lock(value: &Value) -> Result<(), String> {
+    one_of(value, &["fcntl", "dotlock", "flock"])
+}
+
 pub fn duplicate_suspect_action(value: &Value) -> Result<(), String> {
     one_of(value, &["retry", "hold"])
 }

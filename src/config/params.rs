@@ -230,6 +230,28 @@ parameters! {
     allow_mail_to_commands: List = "alias, forward";
     /// Where local mail may go to a /file: alias, forward, include.
     allow_mail_to_files: List = "alias, forward";
+    /// The .forward files looked for, in order (the first that exists is used).
+    forward_path: List = "$home/.forward${recipient_delimiter}${extension}, $home/.forward";
+    /// Tables of the local users that exist: an unknown local user bounces ("" = any user is accepted).
+    local_recipient_maps: List = "proxy:unix:passwd.byname $alias_maps";
+    /// Where all mail for unknown local users goes instead of bouncing ("" = bounce).
+    luser_relay: Str = "";
+    /// The longest a mailbox_command or |command may run.
+    command_time_limit: Time('s') = "1000s", check = at_least::<1>;
+    /// How mbox files are locked: fcntl, dotlock, flock (Debian: fcntl and dotlock).
+    mailbox_delivery_lock: List = "fcntl, dotlock", check = checks::mailbox_delivery_lock;
+    /// How many times to try to lock a mailbox before deferring.
+    deliver_lock_attempts: Int = "20", check = at_least::<1>;
+    /// The wait between attempts to lock a mailbox.
+    deliver_lock_delay: Time('s') = "1s", check = at_least::<1>;
+    /// A dotlock older than this is stale and removed.
+    stale_lock_time: Time('s') = "500s", check = at_least::<1>;
+    /// Mail to owner-NAME's list goes to owner-NAME's address as envelope sender.
+    owner_request_special: Bool = "yes";
+    /// Use the owner-NAME alias itself, not its expansion, as the envelope sender.
+    expand_owner_alias: Bool = "no";
+    /// Prepend Delivered-To: to mail delivered locally (and detect loops with it).
+    prepend_delivered_header: List = "command, file, forward";
 
     // ---- Files and ownership ----
     /// The queue's top directory.

@@ -6,6 +6,12 @@ use std::path::Path;
 
 use super::error::{ConfigError, Location, Suggestion};
 use super::expand::{ExpandError, MAX_NESTING, expand};
+
+/// Parameters expanded at delivery time, per recipient (Postfix's local(8) attributes), and
+/// the names they may use besides other parameters.
+pub const DELIVERY_TEMPLATES: &[&str] = &["forward_path"];
+pub const DELIVERY_NAMES: &[&str] =
+    &["user", "home", "shell", "recipient", "extension", "domain", "local", "mailbox", "recipient_delimiter"];
 use super::params::{PARAMETERS, Param, index_of, suggest};
 
 /// A setting as the file wrote it.
@@ -104,7 +110,15 @@ impl<'a> Resolver<'a> {
 
     fn expand_now(&mut self, index: usize) -> Result<String, ConfigError> {
         let raw = self.raw(index)?;
-        let expanded = expand(&raw, &mut |reference: &str| self.reference(index, reference));
+        let template = DELIVERY_TEMPLATES.contains(&PARAMETERS[index].name);
+        let expanded = expand(&raw, &mut |reference: &str| {
+            if template && DELIVERY_NAMES.contains(&reference) {
+                return Ok(String::new());
+            }
+            self.reference(index, reference)
+        });
+        // A template is checked now (syntax, names) and expanded per delivery.
+        let expanded = if template { expanded.map(|_| raw.clone()) } else { expanded };
         let name = PARAMETERS[index].name;
         expanded.map_err(|error| match error {
             ExpandError::Lookup(error) => error,

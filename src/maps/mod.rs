@@ -80,6 +80,11 @@ pub fn open(spec: &str) -> Result<Arc<dyn Map>, MapError> {
         return Ok(map.clone());
     }
     let (kind, name) = split_spec(spec)?;
+    // Postfix's proxymap shares tables between its processes; tidemail's are shared within
+    // the one process already, so `proxy:type:name` is simply `type:name`.
+    if kind == "proxy" {
+        return open(name);
+    }
     let map: Arc<dyn Map> = match kind {
         "hash" | "btree" | "cdb" => hash::open(spec, name)?,
         "texthash" => texthash::open(spec, name)?,

@@ -9,7 +9,10 @@ use common::{Daemon, Env, message};
 use tidemail::queue::{Envelope, QueueName};
 
 fn relocated_env() -> Env {
-    let env = Env::with_config(r#"relocated_maps = ["texthash:$config_directory/relocated"]"#);
+    // Local mail is held too, so that the notices (to local users) can be read in deferred.
+    let env = Env::with_config(
+        "relocated_maps = [\"texthash:$config_directory/relocated\"]\ndefer_transports = [\"smtp\", \"local\"]",
+    );
     env.write_file("relocated", "gone@test.example new@elsewhere.example\n");
     env
 }

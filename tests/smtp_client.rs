@@ -2,96 +2,18 @@
 //! a recording smarthost that is not ours), plus bare sockets for the connection failures.
 //! Every wait is bounded.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sink::{Sink, free_port};
 use tidemail::deliver::smtp::{ClientSettings, Outcome, Outgoing, RcptResult, Session, SessionError, Stage};
 
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-
-/// A Python that has aiosmtpd, or None (the test is then skipped; CI runs as root and installs it).
-fn python() -> Option<&'static str> {
-    let found = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
-    if found.is_none() {
-        assert!(!nix::unistd::geteuid().is_root(), "python3-aiosmtpd is missing (.ci/test installs it)");
-        eprintln!("skipped: python3-aiosmtpd is not installed (run .ci/test as root to install it)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The recording smarthost, stopped when dropped.
-struct Sink {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(args: &[&str]) -> Option<Sink> {
-        let python = python()?;
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(python)
-            .arg(SINK)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(20));
-        if ready.as_deref().map(str::trim) != Ok("ready") {
-            let _ = child.kill();
-            panic!("sink.py did not start: {ready:?}");
-        }
-        Some(Sink { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir })
-    }
-
-    /// The messages recorded so far: (envelope record, content as received).
-    fn messages(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
-        let mut found = Vec::new();
-        for number in 1.. {
-            let base: PathBuf = self.dir.path().join(number.to_string());
-            let Ok(record) = std::fs::read_to_string(base.with_extension("json")) else { break };
-            let content = std::fs::read(base.with_extension("eml")).unwrap();
-            found.push((serde_json::from_str(&record).unwrap(), content));
-        }
-        found
-    }
-
-    async fn connect(&self) -> Session {
-        Session::connect("sink.test", &[self.addr], &settings()).await.unwrap()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn connect(sink: &Sink) -> Session {
+    Session::connect("sink.test", &[sink.addr()], &settings()).await.unwrap()
 }
 
 /// Short waits: every test finishes in seconds even when something hangs.
@@ -138,7 +60,7 @@ async fn mixed_recipient_results_in_one_pipelined_transaction() {
     ]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     assert!(session.capabilities().esmtp && session.capabilities().pipelining);
     let recipients = ["one@sink.test", "later@sink.test", "nobody@sink.test", "plain@sink.test", "two@sink.test"];
     let results = session.send(message("alice@client.test", &recipients, TEXT)).await.unwrap();
@@ -159,7 +81,7 @@ async fn mixed_recipient_results_in_one_pipelined_transaction() {
         "host sink.test[127.0.0.1] said: 550 5.1.1 <nobody@sink.test>: Recipient address rejected \
          (in reply to RCPT TO command)"
     );
-    assert_eq!(session.relay().to_string(), format!("sink.test[127.0.0.1]:{}", sink.addr.port()));
+    assert_eq!(session.relay().to_string(), format!("sink.test[127.0.0.1]:{}", sink.port));
     session.quit().await;
 
     let messages = sink.messages();
@@ -177,7 +99,7 @@ async fn several_messages_over_one_connection() {
     let Some(sink) = Sink::start(&["--reply", "nobody@sink.test=550 5.1.1 no such user"]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     let first = session.send(message("a@client.test", &["x@sink.test"], b"first\n")).await.unwrap();
     assert_eq!(first[0].outcome(), Outcome::Delivered);
     // Every recipient refused: the transaction is left open at the server and needs RSET.
@@ -201,7 +123,7 @@ async fn helo_when_ehlo_is_refused() {
     let Some(sink) = Sink::start(&["--no-ehlo", "--no-pipelining"]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     assert!(!session.capabilities().esmtp);
     assert!(!session.capabilities().pipelining);
     let results = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], TEXT)).await.unwrap();
@@ -220,7 +142,7 @@ async fn one_command_at_a_time_without_pipelining() {
     let Some(sink) = Sink::start(&["--no-pipelining", "--reply", "nobody@sink.test=550 5.1.1 no"]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     assert!(session.capabilities().esmtp && !session.capabilities().pipelining);
     let results = session.send(message("a@client.test", &["nobody@sink.test", "x@sink.test"], TEXT)).await.unwrap();
     assert_eq!(summary(&results), [(0, 550, "5.1.1", Outcome::Bounced), (1, 250, "2.0.0", Outcome::Delivered)]);
@@ -235,7 +157,7 @@ async fn size_refused_before_any_data_is_sent() {
     let Some(sink) = Sink::start(&["--size", "1000"]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     assert_eq!(session.capabilities().size, Some(1000));
     let big = vec![b'x'; 5000];
     let results = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], &big)).await.unwrap();
@@ -267,7 +189,7 @@ async fn content_arrives_byte_exact_with_dots_and_8bit() {
         long.push_str(&format!("\n.{i} line"));
     }
     long.push('\n');
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     let results = session.send(message("a@client.test", &["x@sink.test"], long.as_bytes())).await.unwrap();
     assert_eq!(results[0].outcome(), Outcome::Delivered, "{results:?}");
     session.quit().await;
@@ -285,7 +207,7 @@ async fn connection_cut_during_data_defers_the_whole_message() {
     let Some(sink) = Sink::start(&["--cut-after", "300"]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     let body: Vec<u8> = (0..2000).flat_map(|i| format!("line {i} of a message cut short\n").into_bytes()).collect();
     let error = session.send(message("a@client.test", &["x@sink.test", "y@sink.test"], &body)).await.unwrap_err();
     assert!(error.is_temporary(), "{error}");
@@ -325,7 +247,7 @@ async fn unreadable_content_abandons_the_session_without_the_final_dot() {
     let Some(sink) = Sink::start(&[]) else {
         return;
     };
-    let mut session = sink.connect().await;
+    let mut session = connect(&sink).await;
     let outgoing = Outgoing {
         sender: "a@client.test".to_string(),
         recipients: vec!["x@sink.test".to_string()],
@@ -416,8 +338,8 @@ async fn silent_server_times_out_at_the_greeting_and_next_address_is_tried() {
     );
 
     if let Some(sink) = Sink::start(&[]) {
-        let mut session = Session::connect("relay.test", &[silent, sink.addr], &settings).await.unwrap();
-        assert_eq!(session.relay().addr, sink.addr);
+        let mut session = Session::connect("relay.test", &[silent, sink.addr()], &settings).await.unwrap();
+        assert_eq!(session.relay().addr, sink.addr());
         let results = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
         assert_eq!(results[0].outcome(), Outcome::Delivered);
         session.quit().await;
@@ -435,7 +357,7 @@ async fn postfix_smtp_sink_accepts_a_message() {
     }
     let port = free_port();
     let mut command = Command::new(smtp_sink);
-    if nix::unistd::geteuid().is_root() {
+    if common::is_root() {
         command.args(["-u", "nobody"]);
     }
     let mut child = command

@@ -3,168 +3,24 @@
 //! openssl command at test time, plus a bare socket for a broken handshake. Every wait is
 //! bounded.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
+use common::pki::pki;
+use common::sink::Sink;
 use tidemail::config::Config;
 use tidemail::deliver::smtp::{
     ClientSettings, Credentials, Outgoing, Session, SessionError, TlsLevel, TlsPolicy, credentials_for,
 };
 
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-
-/// A Python that has aiosmtpd, or None (the test is then skipped; CI runs as root and installs it).
-fn python() -> Option<&'static str> {
-    let found = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
-    if found.is_none() {
-        assert!(!nix::unistd::geteuid().is_root(), "python3-aiosmtpd is missing (.ci/test installs it)");
-        eprintln!("skipped: python3-aiosmtpd is not installed (run .ci/test as root to install it)");
-    }
-    found
-}
-
-/// The test CA and a server certificate it signed, for 127.0.0.1 and localhost; made once
-/// per test run with the openssl command (None, and the test skipped, when it is missing).
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Option<&'static Pki> {
-    static PKI: OnceLock<Option<Pki>> = OnceLock::new();
-    PKI.get_or_init(make_pki).as_ref()
-}
-
-fn make_pki() -> Option<Pki> {
-    let present = Command::new("openssl").arg("version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !present {
-        assert!(!nix::unistd::geteuid().is_root(), "openssl is missing (.ci/test installs it)");
-        eprintln!("skipped: the openssl command is not installed (run .ci/test as root to install it)");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    std::fs::write(
-        dir.path().join("ca.ext"),
-        "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
-         subjectKeyIdentifier = hash\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("server.ext"),
-        "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n\
-         subjectAltName = IP:127.0.0.1, DNS:localhost\nauthorityKeyIdentifier = keyid\n",
-    )
-    .unwrap();
-    run(&[&["req"][..], &ec, &["-keyout", "ca.key", "-out", "ca.csr", "-subj", "/CN=tidemail test CA"]].concat());
-    run(&["x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-out", "ca.pem", "-days", "2", "-extfile", "ca.ext"]);
-    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    let path = |name: &str| dir.path().join(name);
-    Some(Pki { ca: path("ca.pem"), cert: path("server.pem"), key: path("server.key"), _dir: dir })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The recording smarthost, stopped when dropped.
-struct Sink {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    /// With `tls`, STARTTLS is offered with the test certificate.
-    fn start(tls: bool, args: &[&str]) -> Option<Sink> {
-        let python = python()?;
-        let mut all: Vec<String> = Vec::new();
-        if tls {
-            let pki = pki()?;
-            all.extend(["--tls-cert".into(), pki.cert.display().to_string()]);
-            all.extend(["--tls-key".into(), pki.key.display().to_string()]);
-        }
-        all.extend(args.iter().map(|a| a.to_string()));
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(python)
-            .arg(SINK)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .args(&all)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(20));
-        if ready.as_deref().map(str::trim) != Ok("ready") {
-            let _ = child.kill();
-            panic!("sink.py did not start: {ready:?}");
-        }
-        Some(Sink { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir })
-    }
-
-    /// The envelope records of the messages accepted so far.
-    fn records(&self) -> Vec<serde_json::Value> {
-        (1..)
-            .map_while(|n| std::fs::read_to_string(self.dir.path().join(format!("{n}.json"))).ok())
-            .map(|text| serde_json::from_str(&text).unwrap())
-            .collect()
-    }
-
-    /// The mechanisms of the AUTH commands received ("" when none was).
-    fn auth_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("auth.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The recording smarthost; with `tls`, STARTTLS is offered with the test certificate.
+fn start_sink(tls: bool, args: &[&str]) -> Option<Sink> {
+    if tls { Sink::start_tls(args) } else { Sink::start(args) }
 }
 
 /// Short waits, and the given TLS level with the test CA (or the system's, when `ca` is false).
@@ -201,7 +57,7 @@ fn message() -> Outgoing<&'static [u8]> {
 
 /// Connects as `host`, sends one message and quits; returns the session's TLS/AUTH facts.
 async fn deliver(sink: &Sink, host: &str, settings: &ClientSettings) -> Result<(bool, Option<String>), SessionError> {
-    let mut session = Session::connect(host, &[sink.addr], settings).await?;
+    let mut session = Session::connect(host, &[sink.addr()], settings).await?;
     let facts = (session.tls().is_some(), session.authenticated().map(str::to_string));
     let results = session.send(message()).await?;
     assert_eq!(results[0].code, 250, "{results:?}");
@@ -216,8 +72,8 @@ fn assert_temporary(error: &SessionError, status: &str) {
 
 #[tokio::test]
 async fn encrypt_delivers_over_tls() {
-    let Some(sink) = Sink::start(true, &[]) else { return };
-    let mut session = Session::connect("127.0.0.1", &[sink.addr], &settings(TlsLevel::Encrypt, false)).await.unwrap();
+    let Some(sink) = start_sink(true, &[]) else { return };
+    let mut session = Session::connect("127.0.0.1", &[sink.addr()], &settings(TlsLevel::Encrypt, false)).await.unwrap();
     let tls = session.tls().cloned().expect("a TLS session");
     assert!(!tls.verified);
     assert!(tls.protocol == "TLSv1.3" || tls.protocol == "TLSv1.2", "{tls:?}");
@@ -234,7 +90,7 @@ async fn encrypt_delivers_over_tls() {
 
 #[tokio::test]
 async fn encrypt_without_starttls_is_a_temporary_failure() {
-    let Some(sink) = Sink::start(false, &[]) else { return };
+    let Some(sink) = start_sink(false, &[]) else { return };
     let error = deliver(&sink, "sink.test", &settings(TlsLevel::Encrypt, false)).await.unwrap_err();
     assert!(matches!(error, SessionError::TlsNotOffered { .. }), "{error:?}");
     assert_eq!(error.to_string(), "TLS is required, but was not offered by host sink.test[127.0.0.1]");
@@ -244,9 +100,9 @@ async fn encrypt_without_starttls_is_a_temporary_failure() {
 
 #[tokio::test]
 async fn verify_with_the_ca_file() {
-    let Some(sink) = Sink::start(true, &[]) else { return };
+    let Some(sink) = start_sink(true, &[]) else { return };
     for host in ["127.0.0.1", "localhost"] {
-        let session = Session::connect(host, &[sink.addr], &settings(TlsLevel::Verify, true)).await.unwrap();
+        let session = Session::connect(host, &[sink.addr()], &settings(TlsLevel::Verify, true)).await.unwrap();
         assert!(session.tls().is_some_and(|tls| tls.verified), "{host}");
         session.quit().await;
     }
@@ -256,7 +112,7 @@ async fn verify_with_the_ca_file() {
 
 #[tokio::test]
 async fn verify_fails_temporarily_without_trust_or_with_the_wrong_name() {
-    let Some(sink) = Sink::start(true, &[]) else { return };
+    let Some(sink) = start_sink(true, &[]) else { return };
     // The system's CAs do not know the test CA.
     let error = deliver(&sink, "127.0.0.1", &settings(TlsLevel::Verify, false)).await.unwrap_err();
     assert!(matches!(error, SessionError::Tls { .. }), "{error:?}");
@@ -271,10 +127,10 @@ async fn verify_fails_temporarily_without_trust_or_with_the_wrong_name() {
 
 #[tokio::test]
 async fn may_uses_tls_when_offered_and_plaintext_otherwise() {
-    let Some(with_tls) = Sink::start(true, &[]) else { return };
+    let Some(with_tls) = start_sink(true, &[]) else { return };
     assert_eq!(deliver(&with_tls, "127.0.0.1", &settings(TlsLevel::May, false)).await.unwrap(), (true, None));
     assert_eq!(with_tls.records()[0]["tls"], true);
-    let Some(without) = Sink::start(false, &[]) else { return };
+    let Some(without) = start_sink(false, &[]) else { return };
     assert_eq!(deliver(&without, "127.0.0.1", &settings(TlsLevel::May, false)).await.unwrap(), (false, None));
     assert_eq!(without.records()[0]["tls"], false);
 }
@@ -356,9 +212,9 @@ fn password_config(dir: &Path, entries: &str, mode: u32) -> (Config, PathBuf) {
 
 #[tokio::test]
 async fn auth_plain_over_tls_with_credentials_from_the_table() {
-    let Some(sink) = Sink::start(true, &["--auth", "office@isp.example:s3cret"]) else { return };
+    let Some(sink) = start_sink(true, &["--auth", "office@isp.example:s3cret"]) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let nexthop = format!("[127.0.0.1]:{}", sink.addr.port());
+    let nexthop = format!("[127.0.0.1]:{}", sink.port);
     let entries = format!("# smarthost\n[127.0.0.1]:1 someone:else\n{nexthop} office@isp.example:s3cret\n");
     let (config, _) = password_config(dir.path(), &entries, 0o600);
     let credentials = credentials_for(&config, &nexthop, "127.0.0.1").unwrap().expect("found by the next hop");
@@ -377,7 +233,7 @@ async fn auth_plain_over_tls_with_credentials_from_the_table() {
 
 #[tokio::test]
 async fn a_wrong_password_is_a_temporary_failure() {
-    let Some(sink) = Sink::start(true, &["--auth", "office:right"]) else { return };
+    let Some(sink) = start_sink(true, &["--auth", "office:right"]) else { return };
     let settings = settings(TlsLevel::Encrypt, false).with_credentials(Some(Credentials::new("office", "wrong-pw")));
     let error = deliver(&sink, "sink.test", &settings).await.unwrap_err();
     assert!(matches!(error, SessionError::SaslRejected { .. }), "{error:?}");
@@ -391,7 +247,7 @@ async fn a_wrong_password_is_a_temporary_failure() {
 
 #[tokio::test]
 async fn no_password_without_tls_unless_allowed() {
-    let Some(sink) = Sink::start(false, &["--auth", "office:pw", "--auth-plaintext"]) else { return };
+    let Some(sink) = start_sink(false, &["--auth", "office:pw", "--auth-plaintext"]) else { return };
     let credentials = Some(Credentials::new("office", "pw"));
     // Default smtp_sasl_security_options (noplaintext): the password stays here.
     let settings = settings(TlsLevel::May, false).with_credentials(credentials.clone());
@@ -415,7 +271,7 @@ async fn no_password_without_tls_unless_allowed() {
 
 #[tokio::test]
 async fn no_auth_offered_means_no_auth() {
-    let Some(sink) = Sink::start(false, &[]) else { return };
+    let Some(sink) = start_sink(false, &[]) else { return };
     let settings = settings(TlsLevel::None, false).with_credentials(Some(Credentials::new("office", "pw")));
     assert_eq!(deliver(&sink, "sink.test", &settings).await.unwrap(), (false, None));
     assert_eq!(sink.records()[0]["auth_user"], serde_json::Value::Null);

@@ -105,15 +105,20 @@ fn flush_here(cfg: &Config, display: &Display) -> Result<Summary, (i32, String)>
     settings.stderr = false;
     settings.syslog = settings.maillog_file.is_none();
     crate::log::init(settings).map_err(|e| (EX_CONFIG, format!("cannot open the mail log: {e}")))?;
+    let shared = Arc::new(cfg.clone());
+    let local = crate::daemon::local_agent(&shared, owner.is_some())
+        .map_err(|e| (EX_TEMPFAIL, format!("cannot start the local delivery helper: {e}")))?;
+    if let Err(e) = crate::deliver::smtp::sasl::open_tables(cfg) {
+        crate::mail_warning!("flush", "{e}");
+    }
     if let Some((uid, gid)) = owner {
         privileges::drop_to(uid, gid).map_err(|e| (EX_SOFTWARE, e))?;
     }
     let store = QueueStore::new(&root);
     crate::daemon::recover(&store);
-    let shared = Arc::new(cfg.clone());
     let display = display.clone();
     let progress = Arc::new(move |p: &Progress| display.show(p));
-    Ok(crate::qmgr::flush::flush(&shared, &store, &mut Qmgr::new(), progress))
+    Ok(crate::qmgr::flush::flush(&shared, &store, &mut Qmgr::with_local(local), progress))
 }
 
 fn print_summary(s: &Summary) {

@@ -13,7 +13,7 @@
 mod checks;
 mod derived;
 mod error;
-mod expand;
+pub(crate) mod expand;
 mod hostname;
 mod networks;
 mod params;

@@ -9,7 +9,7 @@ use super::expand::{ExpandError, MAX_NESTING, expand};
 
 /// Parameters expanded at delivery time, per recipient (Postfix's local(8) attributes), and
 /// the names they may use besides other parameters.
-pub const DELIVERY_TEMPLATES: &[&str] = &["forward_path"];
+pub const DELIVERY_TEMPLATES: &[&str] = &["forward_path", "luser_relay"];
 pub const DELIVERY_NAMES: &[&str] =
     &["user", "home", "shell", "recipient", "extension", "domain", "local", "mailbox", "recipient_delimiter"];
 use super::params::{PARAMETERS, Param, index_of, suggest};

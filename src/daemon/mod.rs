@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::deliver::local::privsep::LocalAgent;
 use crate::queue::{QueueName, QueueStore, layout};
 use crate::sysexits::{EX_CONFIG, EX_OSERR, EX_SOFTWARE, EX_TEMPFAIL};
 use crate::{log, mail_fatal, mail_info, mail_warning, qmgr, submit};
@@ -67,6 +68,15 @@ pub fn run(config_path: &Path) -> i32 {
         mail_fatal!(SERVICE, "queue directory {}: {e}", root.display());
         return EX_TEMPFAIL;
     }
+    // Local delivery: as root, a privileged helper forked now, before any thread exists;
+    // otherwise in-process, as this user.
+    let local: Arc<dyn LocalAgent> = match local_agent(&cfg, owner.is_some()) {
+        Ok(agent) => agent,
+        Err(e) => {
+            mail_fatal!(SERVICE, "cannot start the local delivery helper: {e}");
+            return EX_OSERR;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -98,6 +108,9 @@ pub fn run(config_path: &Path) -> i32 {
             return EX_OSERR;
         }
     };
+    if let Err(e) = crate::deliver::smtp::sasl::open_tables(&cfg) {
+        mail_warning!(SERVICE, "{e}");
+    }
     if let Some((uid, gid)) = owner {
         if let Err(e) = privileges::drop_to(uid, gid) {
             mail_fatal!(SERVICE, "{e}");
@@ -127,10 +140,10 @@ pub fn run(config_path: &Path) -> i32 {
 
     let (tx, rx) = mpsc::channel();
     let worker = {
-        let (cfg, store) = (cfg.clone(), store.clone());
+        let (cfg, store, path) = (cfg.clone(), store.clone(), config_path.to_path_buf());
         std::thread::Builder::new()
             .name("queue".into())
-            .spawn(move || queue_worker(cfg, store, rx))
+            .spawn(move || queue_worker(cfg, store, rx, qmgr::Qmgr::with_local(local), path))
             .expect("spawn queue worker")
     };
     let _ = tx.send(Work::Wake);
@@ -161,11 +174,25 @@ pub fn recover(store: &QueueStore) {
     }
 }
 
+/// The local delivery agent for a process that `is_root` (and will drop to mail_owner).
+pub fn local_agent(cfg: &Arc<Config>, is_root: bool) -> std::io::Result<Arc<dyn LocalAgent>> {
+    Ok(if is_root {
+        Arc::new(crate::deliver::local::privsep::spawn_helper(cfg.clone())?)
+    } else {
+        Arc::new(crate::deliver::local::privsep::InProcess::new(cfg.clone()))
+    })
+}
+
 /// The one thread that changes the queue: pickup, then the queue manager. Serialising them
 /// here means no two steps ever work on the same file.
-fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work>) {
+fn queue_worker(
+    mut cfg: Arc<Config>,
+    store: QueueStore,
+    rx: mpsc::Receiver<Work>,
+    mut qmgr: qmgr::Qmgr,
+    config_path: PathBuf,
+) {
     const MAILDROP_POLL: Duration = Duration::from_secs(1);
-    let mut qmgr = qmgr::Qmgr::new();
     let mut next_deferred_scan = Instant::now();
     loop {
         let mut flush = false;
@@ -175,6 +202,9 @@ fn queue_worker(mut cfg: Arc<Config>, store: QueueStore, rx: mpsc::Receiver<Work
             Work::Stop => false,
             Work::Reload(new) => {
                 *cfg = new;
+                if let Some(local) = qmgr.local() {
+                    local.reload(&config_path);
+                }
                 true
             }
             Work::Flush(waiter) => {

@@ -31,6 +31,11 @@ use crate::{mail_info, mail_warning};
 
 /// Runs every job; returns when all are recorded.
 pub async fn deliver(run: Arc<RunState>, jobs: Vec<Job>) {
+    let (local, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| job.local);
+    let mut tasks = JoinSet::new();
+    if !local.is_empty() {
+        tasks.spawn(local_task(run.clone(), local));
+    }
     let mut lines: Vec<(Arc<Destination>, VecDeque<Job>)> = Vec::new();
     for job in jobs {
         match lines.iter_mut().find(|(d, _)| d.key == job.destination.key) {
@@ -38,11 +43,20 @@ pub async fn deliver(run: Arc<RunState>, jobs: Vec<Job>) {
             None => lines.push((job.destination.clone(), VecDeque::from([job]))),
         }
     }
-    let mut tasks = JoinSet::new();
     for (destination, line) in lines {
         tasks.spawn(destination_task(run.clone(), destination, line));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Local jobs, one after another (the local agent takes one request at a time).
+async fn local_task(run: Arc<RunState>, jobs: Vec<Job>) {
+    for job in jobs {
+        let run = run.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || super::local::deliver(&run, &job)).await {
+            mail_warning!(SERVICE, "local delivery: {e}");
+        }
+    }
 }
 
 /// One destination's line and the sessions working it.
@@ -125,7 +139,7 @@ async fn destination_task(run: Arc<RunState>, destination: Arc<Destination>, job
             let started = now_us();
             let _ = tokio::task::spawn_blocking(move || {
                 let indices: Vec<usize> = job.recipients.iter().map(|(i, _)| *i).collect();
-                finish::record(&run, &job, &failure.defer_all(&indices), None, started);
+                finish::record(&run, &job, &failure.defer_all(&indices), None, started, Some("smtp"));
             })
             .await;
         }
@@ -214,7 +228,10 @@ async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: A
         }
         let recorded = {
             let run = run.clone();
-            tokio::task::spawn_blocking(move || finish::record(&run, &job, &attempts, duplicate, job_started)).await
+            tokio::task::spawn_blocking(move || {
+                finish::record(&run, &job, &attempts, duplicate, job_started, Some("smtp"))
+            })
+            .await
         };
         if let Err(e) = recorded {
             mail_warning!(SERVICE, "recording results: {e}");

@@ -74,14 +74,16 @@ fn message(run: &RunState, id: &str) -> Option<std::sync::Arc<std::sync::Mutex<M
     run.messages.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
 }
 
-/// Records a job's results, logs them, and concludes the message after its last job.
-/// `job_started_us` is when the job was taken up (the end of `delays=a/b`).
+/// Records a job's results, logs them (as `service`, unless the caller logged them), and
+/// concludes the message after its last job. `job_started_us` is when the job was taken up
+/// (the end of `delays=a/b`).
 pub fn record(
     run: &RunState,
     job: &Job,
     attempts: &[Attempt],
     possible_duplicate: Option<String>,
     job_started_us: i64,
+    service: Option<&str>,
 ) {
     let Some(message) = message(run, &job.id) else { return };
     let mut state = message.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,7 +137,7 @@ pub fn record(
     let env_arrival = state.arrival_us;
     let entered = state.entered_us;
     let now = now_us();
-    for a in attempts {
+    for a in attempts.iter().filter(|_| service.is_some()) {
         let Some((_, address)) = job.recipients.iter().find(|(i, _)| *i == a.index) else { continue };
         let status = match updates.iter().find_map(|u| match u {
             Update::Recipient { index, state, .. } if *index == a.index => Some(*state),
@@ -147,7 +149,7 @@ pub fn record(
         };
         let dsn = if status == Status::Deferred { soft(&a.dsn) } else { a.dsn.clone() };
         log::delivery(
-            "smtp",
+            service.unwrap_or("smtp"),
             &Delivery {
                 queue_id: &job.id,
                 to: address,

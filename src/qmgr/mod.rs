@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod finish;
 pub mod flush;
+pub mod local;
 pub mod plan;
 pub mod route;
 pub mod smtp;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::deliver::local::privsep::LocalAgent;
 use crate::mail_warning;
 use crate::queue::store::now_us;
 use crate::queue::{QueueError, QueueName, QueueStore};
@@ -78,6 +80,8 @@ pub struct RunState {
     /// its file, so two jobs of one message never write it at once.
     pub messages: Mutex<HashMap<String, Arc<Mutex<finish::MessageState>>>>,
     pub observer: Option<Observer>,
+    /// Local delivery, when this process can do it.
+    pub local: Option<Arc<dyn LocalAgent>>,
 }
 
 impl RunState {
@@ -92,11 +96,22 @@ impl RunState {
 #[derive(Default)]
 pub struct Qmgr {
     runtime: Option<tokio::runtime::Runtime>,
+    local: Option<Arc<dyn LocalAgent>>,
 }
 
 impl Qmgr {
     pub fn new() -> Qmgr {
         Qmgr::default()
+    }
+
+    /// A queue manager that hands `local` recipients to `agent`.
+    pub fn with_local(agent: Arc<dyn LocalAgent>) -> Qmgr {
+        Qmgr { runtime: None, local: Some(agent) }
+    }
+
+    /// The local agent, to pass a new configuration on (SIGHUP).
+    pub fn local(&self) -> Option<&Arc<dyn LocalAgent>> {
+        self.local.as_ref()
     }
 
     /// Handles everything in incoming, in batches of at most qmgr_message_active_limit
@@ -117,6 +132,7 @@ impl Qmgr {
                 options,
                 messages: Mutex::new(HashMap::new()),
                 observer: observer.clone(),
+                local: self.local.clone(),
             });
             let mut jobs = Vec::new();
             for id in chunk {

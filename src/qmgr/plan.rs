@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::finish::{self, MessageState};
+use super::local;
 use super::route::{self, Route};
 use super::smtp::{self, Destination};
 use super::{MessageOutcome, MessageReport, RunState, SERVICE, micros, soft};
@@ -29,6 +30,8 @@ pub struct Job {
     pub recipients: Vec<(usize, String)>,
     pub size: u64,
     pub destination: Arc<Destination>,
+    /// For the local transport (the destination is then only a name).
+    pub local: bool,
 }
 
 /// Recipients (index, address) bound for one destination.
@@ -86,6 +89,7 @@ pub fn plan(run: &RunState, id: &str) -> Result<Vec<Job>, QueueError> {
     };
     // Jobs by destination key, recipients in envelope order.
     let mut groups: Vec<Group> = Vec::new();
+    let mut local_recipients: Vec<(usize, String)> = Vec::new();
     let held = |transport: &str| !run.options.flush && cfg.defer_transports().iter().any(|t| t == transport);
     for &index in &pending {
         let rcpt = &env.recipients[index];
@@ -143,6 +147,10 @@ pub fn plan(run: &RunState, id: &str) -> Result<Vec<Job>, QueueError> {
                 }
                 continue;
             }
+            Route::Transport { name, .. } if name == local::TRANSPORT && run.local.is_some() => {
+                local_recipients.push((index, rcpt.address.clone()));
+                continue;
+            }
             Route::Transport { .. } => {
                 state.attempted = true;
                 ("4.3.0".to_string(), "mail transport unavailable".to_string())
@@ -152,7 +160,7 @@ pub fn plan(run: &RunState, id: &str) -> Result<Vec<Job>, QueueError> {
         updates.push(Update::Recipient { index, state: RcptState::Pending, dsn: Some(dsn), reason: Some(reason) });
     }
 
-    if groups.is_empty() {
+    if groups.is_empty() && local_recipients.is_empty() {
         if !updates.is_empty() || !state.bounced_now.is_empty() {
             // Recorded before anyone is told (the notice is made from this file).
             store.append_updates(QueueName::Incoming, id, &updates)?;
@@ -178,6 +186,21 @@ pub fn plan(run: &RunState, id: &str) -> Result<Vec<Job>, QueueError> {
                 recipients: recipients.to_vec(),
                 size: entry.size,
                 destination: destination.clone(),
+                local: false,
+            });
+        }
+    }
+    if !local_recipients.is_empty() {
+        let destination = Arc::new(local::destination());
+        let limit = usize::try_from(cfg.local_destination_recipient_limit()).unwrap_or(1).max(1);
+        for recipients in local_recipients.chunks(limit) {
+            jobs.push(Job {
+                id: id.to_string(),
+                sender: env.sender.clone(),
+                recipients: recipients.to_vec(),
+                size: entry.size,
+                destination: destination.clone(),
+                local: true,
             });
         }
     }

@@ -131,12 +131,18 @@ pub async fn connect(cfg: &Config, dest: &Destination) -> Result<Session, Failur
     for (host, addr) in &relays {
         match Session::connect(host, &[*addr], &settings).await {
             Ok(session) => return Ok(session),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some((e, Relay::new(host, *addr))),
         }
     }
-    let text = last.map(|e| (e.status(), postfix_text(&e.to_string())));
-    let (dsn, text) = text.unwrap_or_else(|| ("4.4.1".into(), format!("no address for {}", dest.written)));
-    Err(Failure::temporary(dsn, text))
+    let Some((e, relay)) = last else {
+        return Err(Failure::temporary("4.4.1".into(), format!("no address for {}", dest.written)));
+    };
+    let mut failure = Failure::temporary(e.status(), postfix_text(&e.to_string()));
+    // A server was reached (greeting, TLS, AUTH failed): the log names it, as Postfix does.
+    if !matches!(e, SessionError::NoAddress | SessionError::Connect { .. } | SessionError::ConnectTimeout { .. }) {
+        failure.relay = relay.to_string();
+    }
+    Err(failure)
 }
 
 /// A session error ended the job: the recipients' deferral, and whether the server may have

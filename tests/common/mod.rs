@@ -3,6 +3,7 @@
 //! bounded waits (never sleep-and-hope).
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod sink;
 
 use std::fs;
@@ -47,16 +48,26 @@ impl Env {
         let queue = dir.path().join("queue");
         let config = dir.path().join("tidemail.toml");
         let owner = if is_root() && !extra.contains("mail_owner") { "mail_owner = \"nobody\"\n" } else { "" };
-        // Tests never ask the real DNS (a flush would otherwise look up their made-up domains).
-        let owner = if extra.contains("disable_dns_lookups") {
-            owner.to_string()
-        } else {
-            format!("{owner}disable_dns_lookups = true\n")
-        };
+        let defer = if extra.contains("defer_transports") { "" } else { "defer_transports = [\"smtp\"]\n" };
+        // Tests never ask the real DNS (a flush would otherwise look up their made-up domains),
+        // and never touch the system's mailboxes or aliases.
+        let mut owner = owner.to_string();
+        if !extra.contains("disable_dns_lookups") {
+            owner.push_str("disable_dns_lookups = true\n");
+        }
+        if !extra.contains("mail_spool_directory") {
+            let spool = dir.path().join("spool");
+            fs::create_dir(&spool).unwrap();
+            fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+            owner.push_str(&format!("mail_spool_directory = \"{}\"\n", spool.display()));
+        }
+        if !extra.contains("alias_maps") {
+            owner.push_str("alias_maps = []\n");
+        }
         fs::write(
             &config,
             format!(
-                "myhostname = \"mail.test.example\"\nqueue_directory = \"{}\"\ndefer_transports = [\"smtp\"]\n{owner}{extra}\n",
+                "myhostname = \"mail.test.example\"\nqueue_directory = \"{}\"\n{defer}{owner}{extra}\n",
                 queue.display()
             ),
         )
@@ -81,7 +92,14 @@ impl Env {
             l.starts_with("mail_owner") || l.starts_with("queue_directory")
         };
         let kept: Vec<&str> = text.lines().filter(|l| !replaced(l)).collect();
-        let owner = if is_root() { "mail_owner = \"nobody\"\n" } else { "" };
+        let mut owner = if is_root() { "mail_owner = \"nobody\"\n" } else { "" }.to_string();
+        // Mailboxes and aliases stay in the scratch directory unless the example names them.
+        if !text.contains("mail_spool_directory") {
+            owner.push_str(&format!("mail_spool_directory = \"{}\"\n", env.dir.path().join("spool").display()));
+        }
+        if !text.contains("alias_maps") {
+            owner.push_str("alias_maps = []\n");
+        }
         let queue = format!("queue_directory = \"{}\"\n", env.queue.display());
         fs::write(&env.config, format!("{queue}{owner}{}\n", kept.join("\n"))).unwrap();
         env

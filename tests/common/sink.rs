@@ -2,7 +2,7 @@
 //! tests that run the real binary against it. Stopped when dropped.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -44,6 +44,17 @@ impl Sink {
         Sink::start_on(free_port(), args)
     }
 
+    /// Like `start`, offering STARTTLS with the test certificate (`super::pki`); None, and the
+    /// test skipped, when aiosmtpd or the openssl command is missing.
+    pub fn start_tls(args: &[&str]) -> Option<Sink> {
+        python()?;
+        let mut all = super::pki::pki()?.sink_args();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Sink::start(&all)
+    }
+
+    /// Starts sink.py on `port` with `args`.
     pub fn start_on(port: u16, args: &[&str]) -> Option<Sink> {
         let python = python()?;
         let dir = tempfile::tempdir().unwrap();
@@ -71,6 +82,11 @@ impl Sink {
         Some(Sink { child, port, dir })
     }
 
+    /// Where the sink listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// The relayhost setting that points at this sink.
     pub fn relayhost(&self) -> String {
         format!("relayhost = \"[127.0.0.1]:{}\"\n", self.port)
@@ -86,6 +102,16 @@ impl Sink {
             found.push((serde_json::from_str(&record).unwrap(), content));
         }
         found
+    }
+
+    /// The envelope records of the messages accepted so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.messages().into_iter().map(|(record, _)| record).collect()
+    }
+
+    /// The mechanisms of the AUTH commands received, one a line ("" when none was).
+    pub fn auth_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("auth.log")).unwrap_or_default()
     }
 }
 

@@ -9,11 +9,13 @@
 //!
 //! Every target is written or run as the user it belongs to, never as root.
 
+pub mod agent;
 pub mod command;
 pub mod expand;
 pub mod lock;
 pub mod maildir;
 pub mod mbox;
+pub mod privsep;
 
 /// A message as local delivery writes it.
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ pub struct LocalMessage<'a> {
 }
 
 /// Why a target was not delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{text}")]
 pub struct LocalError {
     /// Try again later (4.x.x) rather than bounce (5.x.x).

@@ -70,6 +70,20 @@ pub fn credentials_for(config: &Config, nexthop: &str, host: &str) -> Result<Opt
     Ok(None)
 }
 
+/// Opens the password tables now. The daemon calls this while still root: like Postfix, it
+/// reads a root-owned 0600 sasl_passwd before becoming mail_owner, and keeps the opened table
+/// (tables are shared within the process). A changed table list needs a restart.
+pub fn open_tables(config: &Config) -> Result<(), String> {
+    let specs = config.smtp_sasl_password_maps();
+    if !config.smtp_sasl_auth_enable() || specs.is_empty() {
+        return Ok(());
+    }
+    for spec in specs {
+        check_private(spec)?;
+    }
+    MapList::open(specs).map(|_| ()).map_err(|e| format!("smtp_sasl_password_maps: {e}"))
+}
+
 /// Refuses a password table (its source, or the compiled `.cdb`/`.db`) open to group or
 /// others: sasl_passwd is kept 0600.
 fn check_private(spec: &str) -> Result<(), String> {

@@ -14,8 +14,17 @@ use common::{Env, message};
 
 const USER: &str = "tmlocal";
 
-/// The test account (created once, as root): its uid and home directory.
-fn account() -> Option<&'static (u32, PathBuf)> {
+/// Every test delivers to the one test account and some put files in its home: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The test account (created once, as root): its uid and home directory, and the guard that
+/// keeps the other tests out while the caller holds it.
+fn account() -> Option<(std::sync::MutexGuard<'static, ()>, &'static (u32, PathBuf))> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    Some((guard, account_once()?))
+}
+
+fn account_once() -> Option<&'static (u32, PathBuf)> {
     static ACCOUNT: OnceLock<Option<(u32, PathBuf)>> = OnceLock::new();
     ACCOUNT
         .get_or_init(|| {
@@ -64,7 +73,7 @@ fn clean_home(home: &Path) {
 
 #[test]
 fn root_is_aliased_to_a_user_whose_mailbox_is_written_as_that_user() {
-    let Some((uid, _)) = account() else { return };
+    let Some((_one, (uid, _))) = account() else { return };
     let (env, spool) = local_env(&format!("root: {USER}\npostmaster: root\n"), "");
     let daemon = env.start_daemon();
     env.submit(&["-f", "alice@remote.example", "root@mail.test.example"], &message(1, "From: alice@remote.example\n"));
@@ -90,7 +99,7 @@ fn root_is_aliased_to_a_user_whose_mailbox_is_written_as_that_user() {
 
 #[test]
 fn maildir_in_the_home_directory() {
-    let Some((uid, home)) = account() else { return };
+    let Some((_one, (uid, home))) = account() else { return };
     let (env, _) = local_env("", "home_mailbox = \"Maildir/\"\n");
     // Only this test uses the home directory's Maildir.
     clean_home(home);
@@ -108,7 +117,7 @@ fn maildir_in_the_home_directory() {
 
 #[test]
 fn alias_commands_run_as_default_privs_with_the_recipient_in_the_environment() {
-    let Some(_) = account() else { return };
+    let Some((_one, _)) = account() else { return };
     let out = tempfile::tempdir().unwrap();
     fs::set_permissions(out.path(), fs::Permissions::from_mode(0o1777)).unwrap();
     let file = out.path().join("seen");
@@ -129,7 +138,7 @@ fn alias_commands_run_as_default_privs_with_the_recipient_in_the_environment() {
 
 #[test]
 fn unknown_users_bounce_and_addresses_elsewhere_are_forwarded() {
-    let Some(_) = account() else { return };
+    let Some((_one, _)) = account() else { return };
     let (env, _) = local_env("fwd: friend@remote.example\n", "");
     let daemon = env.start_daemon();
     env.submit(
@@ -166,7 +175,7 @@ fn unknown_users_bounce_and_addresses_elsewhere_are_forwarded() {
 
 #[test]
 fn a_forward_file_writable_by_others_is_ignored() {
-    let Some((uid, home)) = account() else { return };
+    let Some((_one, (uid, home))) = account() else { return };
     let (env, spool) = local_env("", "");
     let forward = home.join(".forward");
     fs::write(&forward, "elsewhere@remote.example\n").unwrap();
@@ -186,7 +195,7 @@ fn a_forward_file_writable_by_others_is_ignored() {
 
 #[test]
 fn a_message_that_was_here_before_is_a_loop() {
-    let Some(_) = account() else { return };
+    let Some((_one, _)) = account() else { return };
     let (env, _) = local_env("", "");
     let daemon = env.start_daemon();
     let headers = format!("Delivered-To: {USER}@mail.test.example\n");
@@ -198,4 +207,72 @@ fn a_message_that_was_here_before_is_a_loop() {
         log.contains(&format!("dsn=5.4.6, status=bounced (mail forwarding loop for {USER}@mail.test.example)")),
         "{log}"
     );
+}
+
+#[test]
+fn a_hostile_forward_cannot_write_as_root() {
+    let Some((_one, (uid, home))) = account() else { return };
+    let (env, _) = local_env("", "");
+    let target = PathBuf::from("/etc/tidemail-test-pwned");
+    let _ = fs::remove_file(&target);
+    let forward = home.join(".forward");
+    fs::write(&forward, format!("{}\n", target.display())).unwrap();
+    nix::unistd::chown(&forward, Some(nix::unistd::Uid::from_raw(*uid)), None).unwrap();
+    fs::set_permissions(&forward, fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = env.start_daemon();
+    env.submit(&["-f", "alice@remote.example", &format!("{USER}@mail.test.example")], &message(7, ""));
+    let id = daemon.queue_id_of("<test-7@test.example>");
+    daemon.wait_until("the attempt", || daemon.log().contains(&format!("{id}: to=<{USER}@mail.test.example>")));
+    fs::remove_file(&forward).unwrap();
+    // Written as the user, who may not create files in /etc: refused, nothing written.
+    assert!(!target.exists(), "a user's .forward wrote a file as root");
+    let log = daemon.log();
+    assert!(log.contains("/etc/tidemail-test-pwned") && !log.contains("status=sent (delivered to file"), "{log}");
+}
+
+#[test]
+fn procmail_as_mailbox_command_files_by_subject() {
+    let Some((_one, (uid, home))) = account() else { return };
+    if !Path::new("/usr/bin/procmail").exists() {
+        eprintln!("skipped: procmail is not installed (.ci/test installs it)");
+        return;
+    }
+    let (env, _) =
+        local_env("", "mailbox_command = \"/usr/bin/procmail -a \\\"$EXTENSION\\\"\"\nrecipient_delimiter = \"+\"\n");
+    clean_home(home);
+    let rc = home.join(".procmailrc");
+    fs::write(
+        &rc,
+        format!(
+            "MAILDIR={0}\nDEFAULT={0}/inbox\nLOGFILE={0}/procmail.log\nARG=$1\n:0:\n* ^Subject:.*invoice\ninvoices\n:0:\n* ARG ?? ^^lists^^\nlists\n",
+            home.display()
+        ),
+    )
+    .unwrap();
+    nix::unistd::chown(&rc, Some(nix::unistd::Uid::from_raw(*uid)), None).unwrap();
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o644)).unwrap();
+    let daemon = env.start_daemon();
+    let submit = |n: usize, to: String, subject: &str| {
+        let text = format!("Subject: {subject}\nMessage-ID: <test-{n}@test.example>\n\nbody {n}\n");
+        env.submit(&["-f", "alice@remote.example", &to], text.as_bytes());
+    };
+    submit(8, format!("{USER}@mail.test.example"), "invoice 42");
+    submit(9, format!("{USER}+lists@mail.test.example"), "weekly digest");
+    submit(10, format!("{USER}@mail.test.example"), "hello");
+    for n in 8..=10 {
+        let id = daemon.queue_id_of(&format!("<test-{n}@test.example>"));
+        daemon.wait_log(&format!("{id}: removed"));
+    }
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("status=sent (delivered to command: /usr/bin/procmail -a \"$EXTENSION\")").count(),
+        3,
+        "{log}"
+    );
+    let read = |name: &str| fs::read_to_string(home.join(name)).unwrap_or_default();
+    assert!(read("invoices").contains("body 8") && !read("invoices").contains("body 10"), "{}", read("procmail.log"));
+    assert!(read("lists").contains("body 9"), "{}", read("procmail.log"));
+    assert!(read("inbox").contains("body 10"), "{}", read("procmail.log"));
+    assert_eq!(fs::metadata(home.join("inbox")).unwrap().uid(), *uid);
+    clean_home(home);
 }

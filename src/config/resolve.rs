@@ -7,6 +7,10 @@ use std::path::Path;
 use super::error::{ConfigError, Location, Suggestion};
 use super::expand::{ExpandError, MAX_NESTING, expand};
 
+/// Parameters Postfix never `$name`-expands: mailbox_command is shell syntax, its `$EXTENSION`
+/// and `$HOME` are the shell's to expand from the environment.
+pub const VERBATIM: &[&str] = &["mailbox_command"];
+
 /// Parameters expanded at delivery time, per recipient (Postfix's local(8) attributes), and
 /// the names they may use besides other parameters.
 pub const DELIVERY_TEMPLATES: &[&str] = &["forward_path", "luser_relay"];
@@ -110,6 +114,9 @@ impl<'a> Resolver<'a> {
 
     fn expand_now(&mut self, index: usize) -> Result<String, ConfigError> {
         let raw = self.raw(index)?;
+        if VERBATIM.contains(&PARAMETERS[index].name) {
+            return Ok(raw);
+        }
         let template = DELIVERY_TEMPLATES.contains(&PARAMETERS[index].name);
         let expanded = expand(&raw, &mut |reference: &str| {
             if template && DELIVERY_NAMES.contains(&reference) {

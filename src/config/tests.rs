@@ -242,20 +242,20 @@ fn expansion_forms() {
         relayhost = ""
         myorigin = "${mydomain}"
         smtpd_banner = "$(myhostname) ESMTP ${relayhost?relayed}${relayhost:direct} $$5"
-        mailbox_command = "${mydomain?{/usr/bin/procmail -d $mydomain}:{none}}"
+        bounce_notice_recipient = "${mydomain?{/usr/bin/procmail -d $mydomain}:{none}}"
         home_mailbox = "${relayhost?{Maildir/}:{Mail/$mail_name/}}"
         "#,
     );
     assert_eq!(config.myorigin(), "example.com");
     assert_eq!(config.smtpd_banner(), format!("{} ESMTP direct $5", config.myhostname()));
-    assert_eq!(config.mailbox_command(), "/usr/bin/procmail -d example.com");
+    assert_eq!(config.bounce_notice_recipient(), "/usr/bin/procmail -d example.com");
     assert_eq!(config.home_mailbox(), "Mail/tidemail/");
 }
 
 #[test]
 fn dollar_dollar_stays_literal_through_references() {
-    let config = good("mailbox_command = \"cost $$5\"\nhome_mailbox = \"$mailbox_command\"");
-    assert_eq!(config.mailbox_command(), "cost $5");
+    let config = good("bounce_notice_recipient = \"cost $$5\"\nhome_mailbox = \"$bounce_notice_recipient\"");
+    assert_eq!(config.bounce_notice_recipient(), "cost $5");
     // The referenced value is already expanded: "$5" is not looked up again.
     assert_eq!(config.home_mailbox(), "cost $5");
 }
@@ -284,8 +284,8 @@ fn loops_name_the_parameter() {
         format!("{FILE}, line 1: myorigin refers to itself: $myorigin -> $myorigin")
     );
     assert_eq!(
-        error("relayhost = \"$mailbox_command\"\nmailbox_command = \"x${relayhost?y}\""),
-        format!("{FILE}, line 1: relayhost refers to itself: $relayhost -> $mailbox_command -> $relayhost")
+        error("relayhost = \"$bounce_notice_recipient\"\nbounce_notice_recipient = \"x${relayhost?y}\""),
+        format!("{FILE}, line 1: relayhost refers to itself: $relayhost -> $bounce_notice_recipient -> $relayhost")
     );
     // Through a derived default: mydomain's default reads myhostname.
     let message = error(r#"myhostname = "mail.$mydomain""#);
@@ -403,9 +403,9 @@ fn list_forms() {
 #[test]
 fn values_through_references_show_both_forms() {
     assert_eq!(
-        error("mailbox_command = \"10MB\"\nmessage_size_limit = \"$mailbox_command\""),
+        error("bounce_notice_recipient = \"10MB\"\nmessage_size_limit = \"$bounce_notice_recipient\""),
         format!(
-            "{FILE}, line 2: bad value for message_size_limit: \"$mailbox_command\" \
+            "{FILE}, line 2: bad value for message_size_limit: \"$bounce_notice_recipient\" \
              (expands to \"10MB\") (expected a size in bytes, e.g. 10240000)"
         )
     );
@@ -476,4 +476,11 @@ fn load_reads_the_file() {
 #[test]
 fn config_path_prefers_the_command_line() {
     assert_eq!(config_path(Some(Path::new("/tmp/x.toml"))), Path::new("/tmp/x.toml"));
+}
+
+#[test]
+fn mailbox_command_is_shell_syntax_not_expanded() {
+    // Postfix: "the mailbox_command parameter is not subjected to $name substitutions".
+    let config = good("mailbox_command = '/usr/bin/procmail -a \"$EXTENSION\" -d $USER'");
+    assert_eq!(config.mailbox_command(), "/usr/bin/procmail -a \"$EXTENSION\" -d $USER");
 }

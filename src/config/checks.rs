@@ -97,6 +97,18 @@ pub fn sasl_security_options(value: &Value) -> Result<(), String> {
     one_of(value, &["noplaintext", "noactive", "nodictionary", "noanonymous", "mutual_auth"])
 }
 
+pub fn dns_failure_action(value: &Value) -> Result<(), String> {
+    one_of(value, &["defer", "skip"])
+}
+
+pub fn smtpd_tls_security_level(value: &Value) -> Result<(), String> {
+    one_of(value, &["", "none", "may", "encrypt"])
+}
+
+pub fn smtpd_sasl_type(value: &Value) -> Result<(), String> {
+    one_of(value, &["dovecot", "passwd-file"])
+}
+
 pub fn mailbox_delivery_lock(value: &Value) -> Result<(), String> {
     one_of(value, &["fcntl", "dotlock", "flock"])
 }

@@ -326,6 +326,100 @@ parameters! {
     /// Log to this file instead of syslog ("" = syslog; /dev/stdout works under systemd).
     maillog_file: Str = "", check = checks::absolute_path_or_empty;
 
+    // ---- SMTP server ----
+    /// Restrictions applied when a client connects (evaluated at RCPT time with smtpd_delay_reject).
+    smtpd_client_restrictions: List = "";
+    /// Require HELO or EHLO before MAIL FROM.
+    smtpd_helo_required: Bool = "no";
+    /// Restrictions on the HELO/EHLO name.
+    smtpd_helo_restrictions: List = "";
+    /// Restrictions on the MAIL FROM address.
+    smtpd_sender_restrictions: List = "";
+    /// Relay control, evaluated before smtpd_recipient_restrictions at RCPT time.
+    smtpd_relay_restrictions: List = "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination";
+    /// Restrictions on each RCPT TO address (the classic tutorials put relay control here).
+    smtpd_recipient_restrictions: List = "";
+    /// Restrictions at the DATA command.
+    smtpd_data_restrictions: List = "";
+    /// Restrictions after the end of the message content.
+    smtpd_end_of_data_restrictions: List = "";
+    /// Restrictions on ETRN.
+    smtpd_etrn_restrictions: List = "";
+    /// Wait for RCPT TO before rejecting at the client, HELO or sender stage.
+    smtpd_delay_reject: Bool = "yes";
+    /// Refuse VRFY (tidemail's default is yes: VRFY only helps address harvesters).
+    disable_vrfy_command: Bool = "yes";
+    /// The longest wait for a client command or data.
+    smtpd_timeout: Time('s') = "300s", check = at_least::<1>;
+    /// The pause before each error reply once smtpd_soft_error_limit errors are reached.
+    smtpd_error_sleep_time: Time('s') = "1s";
+    /// Errors after which each error reply is delayed.
+    smtpd_soft_error_limit: Int = "10", check = at_least::<0>;
+    /// Errors after which the client is disconnected.
+    smtpd_hard_error_limit: Int = "20", check = at_least::<1>;
+    /// The most recipients per message.
+    smtpd_recipient_limit: Int = "1000", check = at_least::<1>;
+    /// The most simultaneous connections from one client (0 = no limit).
+    smtpd_client_connection_count_limit: Int = "50", check = at_least::<0>;
+    /// The most simultaneous SMTP connections in all.
+    smtpd_process_limit: Int = "100", check = at_least::<1>;
+    /// Reject a RCPT TO address that is not a known local or virtual recipient.
+    smtpd_reject_unlisted_recipient: Bool = "yes";
+    /// Reject a MAIL FROM address in our domains that is not a known recipient.
+    smtpd_reject_unlisted_sender: Bool = "no";
+    /// Look up the client's name in DNS (reverse, then forward to confirm).
+    smtpd_peername_lookup: Bool = "yes";
+    /// The longest any DNS-based restriction may wait before it gives up (a dead resolver, no link).
+    smtpd_dns_timeout: Time('s') = "1s", check = at_least::<1>;
+    /// When a DNS-based restriction times out: defer (450) or skip the check.
+    smtpd_dns_failure_action: Str = "defer", check = checks::dns_failure_action;
+    /// EHLO keywords not to announce.
+    smtpd_discard_ehlo_keywords: List = "";
+    /// The reply code for a rejected relay attempt.
+    relay_domains_reject_code: Int = "554";
+    /// The reply code for REJECT in an access table.
+    access_map_reject_code: Int = "554";
+    /// The reply code for an unknown local recipient.
+    unknown_local_recipient_reject_code: Int = "550";
+    /// The reply code for an unknown virtual alias recipient.
+    unknown_virtual_alias_reject_code: Int = "550";
+    /// The reply code for reject_unknown_client_hostname.
+    unknown_client_reject_code: Int = "450";
+    /// The reply code for reject_unknown_sender_domain / reject_unknown_recipient_domain.
+    unknown_address_reject_code: Int = "450";
+    /// The reply code for reject_unknown_helo_hostname.
+    unknown_hostname_reject_code: Int = "450";
+    /// The reply code for reject_invalid_helo_hostname.
+    invalid_hostname_reject_code: Int = "501";
+    /// The reply code for the reject_non_fqdn_* restrictions.
+    non_fqdn_reject_code: Int = "504";
+    /// The reply code for reject_rbl_client and reject_rhsbl_*.
+    maps_rbl_reject_code: Int = "554";
+    /// The reply code for the plain reject restriction.
+    reject_code: Int = "554";
+    /// The reply code for the plain defer restriction.
+    defer_code: Int = "450";
+    /// The reply code for reject_unauth_pipelining.
+    unauth_pipelining_reject_code: Int = "503";
+    /// The old name of the RBL domains used by reject_maps_rbl (classic tutorials).
+    maps_rbl_domains: List = "";
+    /// PEM certificate chain for STARTTLS.
+    smtpd_tls_cert_file: Str = "", check = checks::absolute_path_or_empty;
+    /// PEM private key for STARTTLS (defaults to the certificate file).
+    smtpd_tls_key_file: Str = "$smtpd_tls_cert_file", check = checks::absolute_path_or_empty;
+    /// TLS for clients: none, may (offer STARTTLS), encrypt (require it); "" = none.
+    smtpd_tls_security_level: Str = "", check = checks::smtpd_tls_security_level;
+    /// Offer AUTH only over TLS (tidemail's default is yes: no passwords in clear).
+    smtpd_tls_auth_only: Bool = "yes";
+    /// Offer SMTP AUTH to clients.
+    smtpd_sasl_auth_enable: Bool = "no";
+    /// The SASL implementation: dovecot (its auth socket) or passwd-file (tidemail's own).
+    smtpd_sasl_type: Str = "dovecot", check = checks::smtpd_sasl_type;
+    /// The dovecot auth socket (relative to queue_directory, as Postfix's private/auth), or the password file.
+    smtpd_sasl_path: Str = "private/auth";
+    /// Tables of "sender_address owner_login" for reject_sender_login_mismatch.
+    smtpd_sender_login_maps: List = "";
+
     // ---- SMTP client ----
     /// The wait for a TCP connection to a remote SMTP server (default unit: seconds).
     smtp_connect_timeout: Time('s') = "30s", check = at_least::<1>;

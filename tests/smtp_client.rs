@@ -18,18 +18,7 @@ async fn connect(sink: &Sink) -> Session {
 
 /// Short waits: every test finishes in seconds even when something hangs.
 fn settings() -> ClientSettings {
-    let mut settings = ClientSettings::new("client.test");
-    let wait = Duration::from_secs(10);
-    settings.connect_timeout = wait;
-    settings.helo_timeout = wait;
-    settings.mail_timeout = wait;
-    settings.rcpt_timeout = wait;
-    settings.data_init_timeout = wait;
-    settings.data_xfer_timeout = wait;
-    settings.data_done_timeout = wait;
-    settings.rset_timeout = wait;
-    settings.quit_timeout = wait;
-    settings
+    ClientSettings::new("client.test").with_all_timeouts(Duration::from_secs(10))
 }
 
 fn message<'a>(sender: &str, recipients: &[&str], content: &'a [u8]) -> Outgoing<&'a [u8]> {

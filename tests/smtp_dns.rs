@@ -4,11 +4,11 @@
 //! SERVFAIL, a nameserver that never answers (bounded), and the proof that
 //! `disable_dns_lookups` sends no DNS query at all (with a positive control that does).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tidemail::deliver::smtp::ResolveError;
@@ -73,30 +73,10 @@ impl DnsServer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("queries.log");
         std::fs::write(&log, "").unwrap();
-        let mut child = Command::new(python)
-            .arg(SERVER)
-            .arg(&log)
-            .args(["--servfail", "broken.test."])
-            .args(ZONE)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(20));
-        let port = match ready.as_deref().map(str::trim).map(|line| line.strip_prefix("ready ")) {
-            Ok(Some(port)) => port.parse::<u16>().unwrap(),
-            _ => {
-                let _ = child.kill();
-                panic!("dns_server.py did not start: {ready:?}");
-            }
-        };
+        let mut command = Command::new(python);
+        command.arg(SERVER).arg(&log).args(["--servfail", "broken.test."]).args(ZONE);
+        let (child, ready) = common::sink::spawn_ready(command, "dns_server.py");
+        let port: u16 = ready.strip_prefix("ready ").and_then(|p| p.parse().ok()).expect("ready PORT");
         Some(DnsServer { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, _dir: dir })
     }
 

@@ -25,18 +25,7 @@ fn start_sink(tls: bool, args: &[&str]) -> Option<Sink> {
 
 /// Short waits, and the given TLS level with the test CA (or the system's, when `ca` is false).
 fn settings(level: TlsLevel, ca: bool) -> ClientSettings {
-    let mut settings = ClientSettings::new("client.test");
-    let wait = Duration::from_secs(10);
-    settings.connect_timeout = wait;
-    settings.helo_timeout = wait;
-    settings.mail_timeout = wait;
-    settings.rcpt_timeout = wait;
-    settings.data_init_timeout = wait;
-    settings.data_xfer_timeout = wait;
-    settings.data_done_timeout = wait;
-    settings.rset_timeout = wait;
-    settings.quit_timeout = wait;
-    settings.starttls_timeout = wait;
+    let mut settings = ClientSettings::new("client.test").with_all_timeouts(Duration::from_secs(10));
     settings.tls = TlsPolicy::new(level);
     if ca {
         settings.tls.ca_file = pki().map(|pki| pki.ca.clone());

@@ -175,34 +175,27 @@ pub fn plan(run: &RunState, id: &str) -> Result<Vec<Job>, QueueError> {
         store.append_updates(QueueName::Incoming, id, &updates)?;
     }
     store.move_unsynced(id, QueueName::Incoming, QueueName::Active)?;
-    let limit = usize::try_from(cfg.default_destination_recipient_limit()).unwrap_or(0);
+    // At most *_destination_recipient_limit recipients per job (0: no limit).
     let mut jobs = Vec::new();
-    for (destination, members) in groups {
-        let chunk = if limit == 0 { members.len() } else { limit };
-        for recipients in members.chunks(chunk.max(1)) {
+    let mut split = |destination: &Arc<Destination>, members: &[(usize, String)], limit: i64, local: bool| {
+        let chunk = usize::try_from(limit).ok().filter(|&n| n > 0).unwrap_or(members.len()).max(1);
+        for recipients in members.chunks(chunk) {
             jobs.push(Job {
                 id: id.to_string(),
                 sender: env.sender.clone(),
                 recipients: recipients.to_vec(),
                 size: entry.size,
                 destination: destination.clone(),
-                local: false,
+                local,
             });
         }
+    };
+    for (destination, members) in &groups {
+        split(destination, members, cfg.default_destination_recipient_limit(), false);
     }
     if !local_recipients.is_empty() {
-        let destination = Arc::new(local::destination());
-        let limit = usize::try_from(cfg.local_destination_recipient_limit()).unwrap_or(1).max(1);
-        for recipients in local_recipients.chunks(limit) {
-            jobs.push(Job {
-                id: id.to_string(),
-                sender: env.sender.clone(),
-                recipients: recipients.to_vec(),
-                size: entry.size,
-                destination: destination.clone(),
-                local: true,
-            });
-        }
+        let limit = cfg.local_destination_recipient_limit().max(1);
+        split(&Arc::new(local::destination()), &local_recipients, limit, true);
     }
     state.outstanding = jobs.len();
     run.messages.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), Arc::new(Mutex::new(state)));

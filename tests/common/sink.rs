@@ -27,6 +27,27 @@ pub fn python() -> Option<&'static str> {
     found
 }
 
+/// Starts a helper program that prints one line on stdout once it is ready (20 s at most);
+/// returns it and that line, trimmed. Panics, after killing it, when no line comes.
+pub fn spawn_ready(mut command: Command, what: &str) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) if !line.is_empty() => (child, line.trim().to_string()),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not start: {other:?}");
+        }
+    }
+}
+
 /// A loopback port nothing listens on (at the moment of asking).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -58,27 +79,10 @@ impl Sink {
     pub fn start_on(port: u16, args: &[&str]) -> Option<Sink> {
         let python = python()?;
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python)
-            .arg(SINK)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(20));
-        if ready.as_deref().map(str::trim) != Ok("ready") {
-            let _ = child.kill();
-            panic!("sink.py did not start: {ready:?}");
-        }
+        let mut command = Command::new(python);
+        command.arg(SINK).arg(port.to_string()).arg(dir.path()).args(args);
+        let (child, ready) = spawn_ready(command, "sink.py");
+        assert_eq!(ready, "ready", "sink.py said {ready:?}");
         Some(Sink { child, port, dir })
     }
 

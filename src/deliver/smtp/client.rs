@@ -77,6 +77,21 @@ impl ClientSettings {
         }
     }
 
+    /// The same wait for every step (tests, tools).
+    pub fn with_all_timeouts(mut self, wait: Duration) -> ClientSettings {
+        self.connect_timeout = wait;
+        self.helo_timeout = wait;
+        self.mail_timeout = wait;
+        self.rcpt_timeout = wait;
+        self.data_init_timeout = wait;
+        self.data_xfer_timeout = wait;
+        self.data_done_timeout = wait;
+        self.rset_timeout = wait;
+        self.quit_timeout = wait;
+        self.starttls_timeout = wait;
+        self
+    }
+
     /// The settings from the smtp_* parameters.
     pub fn from_config(config: &Config) -> ClientSettings {
         ClientSettings {

@@ -33,7 +33,11 @@
 #             daemon running; its exit, exit code and summary are recorded, but the clock
 #             stops for both systems only when the sink has everything and the queue count is 0
 #             (files under maildrop, incoming, active, deferred, hold; tidemail's `.tmp.*`
-#             excluded), polled every 20 ms by the same Python harness.
+#             excluded), polled every 20 ms by the same Python harness. A flush client that
+#             exits non-zero does not stop the wait (tidemail's flush --wait is cut after
+#             10 s by the daemon while the flush goes on); the run gives up when nothing
+#             moved at the sink or in the queue for 90 s, or at the timeout (300 s loopback,
+#             400 s link), and is then recorded with "ok": false.
 # Both systems run their daemons for the whole session (Postfix's master tree; `tidemail
 # daemon`, which drops to mail_owner = nobody), log every message to a file, and use the
 # same settings (postfix-instance.sh's, mirrored in tidemail's TOML like
@@ -124,6 +128,11 @@ T=$(mktemp -d "$base/flush-vs-postfix.XXXXXX")
 chmod 755 "$T"          # the daemons run as postfix / nobody and must reach their queues
 [ -n "$OUT" ] || OUT="$REPO/target/flush-vs-postfix-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
+# a private copy of the binary: colleagues' builds may replace target/release/tidemail mid-run
+cp "$TM" "$T/tidemail.bin"
+TM_BUILT=$(stat -c %y "$TM" | cut -d. -f1)
+TM="$T/tidemail.bin"
+chmod 755 "$TM"
 PF="$T/postfix"
 TD="$T/tidemail"
 TQ="$TD/queue"
@@ -333,8 +342,23 @@ def cmd_flush(args):
         nonlocal t_cmd, rc
         if t_cmd is None and fp.poll() is not None:
             t_cmd, rc = time.monotonic(), fp.returncode
+    last = [None, time.monotonic()]     # (sink progress, queue count), when it last changed
+    def give_up():
+        # The flush client failed (a usage error; tidemail's exit 75: something deferred
+        # again, or its connection to the daemon was dropped while the flush goes on): stop
+        # waiting once neither the sink nor the queue has moved for 90 s, not at once (on
+        # dial-up, five 50 KiB messages sharing the link complete nothing for about 36 s).
+        now = time.monotonic()
+        if now > end:
+            return True
+        if rc in (None, 0):
+            return False
+        state = (smtp_sink_count(sinkfile) if kind == "smtp-sink" else len(pysink_mids(sinkfile)), qcount(q))
+        if state != last[0]:
+            last[0], last[1] = state, now
+        return now > max(last[1], t_cmd) + 90
     ok_sink = False
-    while time.monotonic() < end:
+    while not give_up():
         poll_cmd()
         if got_all():
             ok_sink = True
@@ -342,7 +366,7 @@ def cmd_flush(args):
         time.sleep(0.02)
     t_sink = time.monotonic()
     left = qcount(q)
-    while left != 0 and time.monotonic() < end:
+    while left != 0 and not give_up():
         poll_cmd()
         time.sleep(0.02)
         left = qcount(q)
@@ -609,7 +633,7 @@ ENVF="$OUT/env.txt"
     echo "kernel:     $(uname -r)"
     echo "queue fs:   $(findmnt -no FSTYPE,SOURCE -T "$T" | tr -s ' ')"
     echo "postfix:    $(/usr/sbin/postconf -h -d mail_version)${PF_SET:+ ($PF_SET)}"
-    echo "tidemail:   $("$TM" --version | head -1)${TM_SET:+ ($TM_SET)}"
+    echo "tidemail:   $("$TM" --version | head -1)${TM_SET:+ ($TM_SET)}, target/release/tidemail built $TM_BUILT, sha256 $(sha256sum "$TM" | cut -c1-12)"
     echo "python:     $(python3 --version 2>&1)"
     echo "command:    $0 $ARGS"
     echo "parameters: runs=$RUNS link-runs=$LINK_RUNS n=$N workloads=$WORKLOADS profiles=$PROFILES"
@@ -649,7 +673,8 @@ for r in recs:
     if r["case"] not in cases:
         cases.append(r["case"])
 def vals(s, c, k):
-    return [r[k] for r in recs if r["system"] == s and r["case"] == c and r.get(k) is not None]
+    # failed runs (listed under the table) are left out of the statistics
+    return [r[k] for r in recs if r["system"] == s and r["case"] == c and r.get("ok") and r.get(k) is not None]
 def cell(xs, fmt):
     if not xs:
         return "-"
@@ -658,7 +683,7 @@ def cell(xs, fmt):
 pf = systems[0]
 for c in cases:
     link = c.startswith("link")
-    print("\n**%s** (median [min - max]; runs: %s)\n" % (c, ", ".join("%s %d" % (s, len(vals(s, c, "secs"))) for s in systems)))
+    print("\n**%s** (median [min - max]; complete runs: %s)\n" % (c, ", ".join("%s %d" % (s, len(vals(s, c, "secs"))) for s in systems)))
     print("| metric | " + " | ".join(systems) + " | " + " | ".join("%s vs %s" % (s, pf) for s in systems[1:]) + " |")
     print("|---" * (2 + 2 * (len(systems) - 1)) + "|")
     rows = [("secs", "%.2f s", False), ("secs_sink", "%.2f s", False)]
@@ -679,7 +704,7 @@ for c in cases:
         print(line + " |")
     bad = [(r["system"], r["run"]) for r in recs if r["case"] == c and not r.get("ok")]
     if bad:
-        print("\nFAILED runs (sink incomplete, queue not empty, or duplicates): %s" % bad)
+        print("\nFAILED runs, left out above (sink incomplete, queue not empty, or duplicates): %s" % bad)
 print("\n\"vs\" columns: how many times faster than %s (ratio of medians; for msgs/s the ratio of msgs/s)." % pf)
 EOF
 cat "$OUT/report.md"

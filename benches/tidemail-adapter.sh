@@ -124,7 +124,10 @@ sys_stop() {
 # one line; the driver appends "-i -f SENDER RCPT" and writes the message to stdin
 sys_sendmail_cmd() { echo "$BENCH_DIR/bin/sendmail -C $TM_CONF"; }
 
-# like sendmail -q: asks the daemon over the control socket, returns at once
+# like sendmail -q: asks the daemon over the control socket, returns at once.
+# Not `flush --wait`: through the daemon it is cut after 10 s (control socket CLIENT_TIMEOUT
+# in src/daemon/server.rs covers the whole wait; see benches/RESULTS.md section 5) and exits
+# 75 while the flush goes on. benches/flush-vs-postfix.sh measures the flush without the kit.
 sys_flush() { "$TM" -c "$TM_CONF" flush; }
 
 # files in the queue directories (flat: one file per message), without ones being written

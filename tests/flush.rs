@@ -17,7 +17,7 @@ const MESSAGE: &[u8] = b"From: alice@mail.test.example\nSubject: report\n\nThe f
 fn quick(relayhost: &str, extra: &str) -> Env {
     Env::with_config(&format!(
         "{relayhost}disable_dns_lookups = true\nsmtp_connect_timeout = \"5s\"\nsmtp_helo_timeout = \"10s\"\n\
-         smtp_data_done_timeout = \"10s\"\n{extra}"
+         smtp_data_done_timeout = \"30s\"\n{extra}"
     ))
 }
 
@@ -357,4 +357,18 @@ fn the_dialup_office_example_holds_then_flushes_to_the_smarthost() {
     assert_eq!(messages[0].0["rcpt_tos"], serde_json::json!(["friend@elsewhere.org"]));
     assert!(String::from_utf8_lossy(&messages[0].1).contains("From: A User <user@isp.com>"));
     assert_eq!(queued(&env), 0);
+}
+
+#[test]
+fn flush_wait_outlasts_a_slow_smarthost() {
+    // The daemon's control socket bounds reading a request, not the wait for the outcome.
+    // 12 s: longer than that bound (10 s), shorter than quick()'s smtp_data_done_timeout.
+    let Some(sink) = Sink::start(&["--slow-data", "12"]) else { return };
+    let env = quick(&sink.relayhost(), "");
+    let daemon = env.start_daemon();
+    send(&env, "bob@remote.example", "slow");
+    daemon.wait_until("the held message", || env.files("deferred").len() == 1);
+    let (code, out) = flush_wait(&env);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 sent"), "{out}");
 }

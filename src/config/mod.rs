@@ -22,6 +22,7 @@ mod resolve;
 mod value;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::{ConfigError, Location, Suggestion};
 pub use params::{PARAMETERS, Param, ParamSpec};
@@ -52,6 +53,22 @@ pub struct Config {
     file: Option<PathBuf>,
     /// One per parameter, indexed like [`PARAMETERS`].
     settings: Vec<Setting>,
+    /// The `[service.NAME]` sections, in file order (empty: the default smtp service).
+    services: Vec<Service>,
+}
+
+/// A network service (a master.cf inet line): where it listens, and its own configuration
+/// (the file's, with the section's overrides applied and expanded).
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    /// The addresses to listen on, as written (`all`, `loopback-only`, IP addresses);
+    /// None: every inet_interfaces address.
+    pub addresses: Option<Vec<String>>,
+    pub port: u16,
+    pub config: Arc<Config>,
+    /// Written in the file (false for the default smtp service).
+    pub explicit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,8 +107,40 @@ impl Config {
     /// As [`Config::load`], with the text given; `path_for_messages` is what errors name and
     /// what config_directory derives from.
     pub fn from_toml_str(text: &str, path_for_messages: &Path) -> Result<Config, ConfigError> {
-        let written = read::read_settings(text, path_for_messages)?;
-        Config::resolve(path_for_messages, Some(path_for_messages), &written)
+        let (written, sections) = read::read_file(text, path_for_messages)?;
+        let mut config = Config::resolve(path_for_messages, Some(path_for_messages), &written)?;
+        for section in sections {
+            // The overrides replace the file's settings and are expanded with them, so a
+            // `$name` in either sees the service's values (as Postfix's -o does).
+            let mut own = written.clone();
+            for (index, setting) in section.overrides {
+                own[index] = Some(setting);
+            }
+            let service_config = Config::resolve(path_for_messages, Some(path_for_messages), &own)?;
+            config.services.push(Service {
+                name: section.name,
+                addresses: section.addresses,
+                port: section.port.unwrap_or(25),
+                config: Arc::new(service_config),
+                explicit: true,
+            });
+        }
+        Ok(config)
+    }
+
+    /// The network services: the `[service.NAME]` sections, or, when there is none, smtp on
+    /// port 25 on every inet_interfaces address.
+    pub fn services(&self) -> Vec<Service> {
+        if !self.services.is_empty() {
+            return self.services.clone();
+        }
+        vec![Service {
+            name: "smtp".into(),
+            addresses: None,
+            port: 25,
+            config: Arc::new(self.clone()),
+            explicit: false,
+        }]
     }
 
     /// The built-in defaults only, as if the file were empty (and there were no file).
@@ -176,6 +225,7 @@ impl Config {
         Ok(Config {
             file: file.map(Path::to_path_buf),
             settings: settings.into_iter().map(|s| s.expect("every parameter resolved")).collect(),
+            services: Vec::new(),
         })
     }
 }

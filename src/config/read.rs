@@ -11,8 +11,30 @@ use super::params::{PARAMETERS, index_of, suggest};
 use super::resolve::Written;
 use super::value::Kind;
 
+/// The top-level table of service sections: `[service.smtp]`, `[service.submission]`...
+pub const SERVICE_SECTION: &str = "service";
+
+/// One `[service.NAME]` table as written (master.cf's line for an inet service): where it
+/// listens, and the parameters it overrides (Postfix's `-o name=value`).
+#[derive(Debug, Clone)]
+pub struct ServiceWritten {
+    pub name: String,
+    /// `address`: the addresses to listen on (None: every inet_interfaces address).
+    pub addresses: Option<Vec<String>>,
+    /// `port` (None: the service name's well-known port, if it has one).
+    pub port: Option<u16>,
+    /// Parameter overrides, indexed like [`PARAMETERS`].
+    pub overrides: Vec<(usize, Written)>,
+}
+
 /// The settings of `text`, indexed like [`PARAMETERS`] (None = not set).
+#[cfg(test)]
 pub fn read_settings(text: &str, path: &Path) -> Result<Vec<Option<Written>>, ConfigError> {
+    read_file(text, path).map(|(settings, _)| settings)
+}
+
+/// The settings of `text` and its service sections.
+pub fn read_file(text: &str, path: &Path) -> Result<(Vec<Option<Written>>, Vec<ServiceWritten>), ConfigError> {
     let line_of = |offset: usize| line_number(text, offset);
     let table = DeTable::parse(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
@@ -27,12 +49,16 @@ pub fn read_settings(text: &str, path: &Path) -> Result<Vec<Option<Written>>, Co
     entries.sort_by_key(|(key, _)| key.span().start);
 
     let mut settings: Vec<Option<Written>> = vec![None; PARAMETERS.len()];
+    let mut services = Vec::new();
     for (key, value) in entries {
         let name = key.get_ref().as_ref();
         let at = Location::new(path, Some(line_of(key.span().start)));
+        if name == SERVICE_SECTION {
+            services = read_services(value.get_ref(), &at, path, &line_of)?;
+            continue;
+        }
         let Some(index) = index_of(name) else {
-            // Sections ([services.NAME] in master.cf style, in a later change) will be
-            // dispatched here by name; until one exists, a table is as unknown as a typo.
+            // The only section is [service.NAME]; any other table is as unknown as a typo.
             if is_table(value.get_ref()) && suggest(name).is_none() {
                 return Err(ConfigError::UnknownSection { at, name: name.to_string() });
             }
@@ -42,17 +68,120 @@ pub fn read_settings(text: &str, path: &Path) -> Result<Vec<Option<Written>>, Co
                 suggestion: Suggestion(suggest(name)),
             });
         };
-        let spec = &PARAMETERS[index];
-        let shown = render(value.get_ref());
-        let raw = postfix_text(spec.kind, value.get_ref()).ok_or_else(|| ConfigError::BadValue {
-            at: at.clone(),
-            name: spec.name,
-            value: shown.clone(),
-            expected: spec.kind.expected(spec.default),
-        })?;
-        settings[index] = Some(Written { raw, shown, line: at.line.unwrap_or(1) });
+        settings[index] = Some(written(index, value.get_ref(), at)?);
     }
-    Ok(settings)
+    Ok((settings, services))
+}
+
+/// A parameter's setting: its TOML value as Postfix text, if the type suits the parameter.
+fn written(index: usize, value: &DeValue<'_>, at: Location) -> Result<Written, ConfigError> {
+    let spec = &PARAMETERS[index];
+    let shown = render(value);
+    let raw = postfix_text(spec.kind, value).ok_or_else(|| ConfigError::BadValue {
+        at: at.clone(),
+        name: spec.name,
+        value: shown.clone(),
+        expected: spec.kind.expected(spec.default),
+    })?;
+    Ok(Written { raw, shown, line: at.line.unwrap_or(1) })
+}
+
+/// The `[service.NAME]` tables: `address`, `port`, and parameter overrides, each checked like
+/// a top-level setting (an unknown key is an error naming it).
+fn read_services(
+    value: &DeValue<'_>,
+    at: &Location,
+    path: &Path,
+    line_of: &dyn Fn(usize) -> usize,
+) -> Result<Vec<ServiceWritten>, ConfigError> {
+    let bad = |at: &Location, name: &'static str, value: String, expected: &str| ConfigError::BadValue {
+        at: at.clone(),
+        name,
+        value,
+        expected: expected.to_string(),
+    };
+    let DeValue::Table(table) = value else {
+        return Err(bad(at, SERVICE_SECTION, render(value), "[service.NAME] tables"));
+    };
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut services = Vec::new();
+    for (key, value) in entries {
+        let name = key.get_ref().to_string();
+        let line = line_of(key.span().start);
+        let section_at = Location::new(path, Some(line));
+        let DeValue::Table(items) = value.get_ref() else {
+            return Err(bad(&section_at, SERVICE_SECTION, render(value.get_ref()), "[service.NAME] tables"));
+        };
+        let mut service = ServiceWritten { name, addresses: None, port: None, overrides: Vec::new() };
+        let mut items: Vec<_> = items.iter().collect();
+        items.sort_by_key(|(key, _)| key.span().start);
+        for (item, value) in items {
+            let key = item.get_ref().as_ref();
+            let at = Location::new(path, Some(line_of(item.span().start)));
+            let value = value.get_ref();
+            match key {
+                "address" => {
+                    let list = match value {
+                        DeValue::String(text) => Some(vec![text.to_string()]),
+                        DeValue::Array(items) => items
+                            .iter()
+                            .map(|item| item.get_ref().as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>(),
+                        _ => None,
+                    };
+                    let list = list.filter(|l| !l.is_empty() && l.iter().all(|a| valid_listen_address(a)));
+                    service.addresses =
+                        Some(list.ok_or_else(|| bad(&at, "address", render(value), "\"all\" or IP addresses"))?);
+                }
+                "port" => {
+                    let port = match value {
+                        DeValue::Integer(n) => n.as_str().replace('_', "").parse::<u16>().ok(),
+                        DeValue::String(text) => text.parse::<u16>().ok(),
+                        _ => None,
+                    };
+                    service.port = Some(
+                        port.filter(|&p| p > 0)
+                            .ok_or_else(|| bad(&at, "port", render(value), "a port number 1-65535"))?,
+                    );
+                }
+                _ => {
+                    let Some(index) = index_of(key) else {
+                        return Err(ConfigError::UnknownParameter {
+                            at,
+                            name: key.to_string(),
+                            suggestion: Suggestion(suggest(key)),
+                        });
+                    };
+                    service.overrides.push((index, written(index, value, at)?));
+                }
+            }
+        }
+        if service.port.is_none() {
+            service.port = well_known_port(&service.name);
+        }
+        if service.port.is_none() {
+            return Err(bad(&section_at, "port", "(none)".into(), "a port for a service not named smtp or submission"));
+        }
+        services.push(service);
+    }
+    Ok(services)
+}
+
+/// The port a service named like a master.cf service listens on by default.
+fn well_known_port(name: &str) -> Option<u16> {
+    match name {
+        "smtp" => Some(25),
+        "submission" => Some(587),
+        _ => None,
+    }
+}
+
+/// `all`, `loopback-only`, or an IP address (brackets allowed around IPv6).
+fn valid_listen_address(text: &str) -> bool {
+    let text = text.trim();
+    matches!(text.to_ascii_lowercase().as_str(), "all" | "loopback-only")
+        || text.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
 }
 
 /// The TOML parser's message, made plainer for the two slips main.cf habits cause: an empty
@@ -177,6 +306,32 @@ mod tests {
             "/etc/tidemail/tidemail.toml, line 2: unknown section [services] \
              (settings are plain \"name = value\" lines)"
         );
+    }
+
+    #[test]
+    fn service_sections() {
+        let text = "relayhost = \"\"\n[service.smtp]\nport = 2525\naddress = \"127.0.0.1\"\n\
+                    [service.submission]\nsmtpd_tls_security_level = \"encrypt\"\nsmtpd_sasl_auth_enable = true\n";
+        let (_, services) = read_file(text, Path::new("/etc/tidemail/tidemail.toml")).unwrap();
+        assert_eq!(services.len(), 2);
+        assert_eq!((services[0].name.as_str(), services[0].port), ("smtp", Some(2525)));
+        assert_eq!(services[0].addresses, Some(vec!["127.0.0.1".to_string()]));
+        assert_eq!((services[1].name.as_str(), services[1].port), ("submission", Some(587)));
+        let names: Vec<&str> = services[1].overrides.iter().map(|(i, _)| PARAMETERS[*i].name).collect();
+        assert_eq!(names, ["smtpd_tls_security_level", "smtpd_sasl_auth_enable"]);
+
+        let error = read("[service.smtp]\nsmtpd_tls_securty_level = \"may\"\n").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "/etc/tidemail/tidemail.toml, line 2: unknown parameter \"smtpd_tls_securty_level\" \
+             (did you mean \"smtpd_tls_security_level\"?)"
+        );
+        let error = read("[service.smtp]\nport = 70000\n").unwrap_err().to_string();
+        assert!(error.contains("line 2: bad value for port: 70000"), "{error}");
+        let error = read("[service.relay]\naddress = \"all\"\n").unwrap_err().to_string();
+        assert!(error.contains("bad value for port"), "{error}");
+        let error = read("[service.smtp]\naddress = \"mail.example\"\n").unwrap_err().to_string();
+        assert!(error.contains("bad value for address"), "{error}");
     }
 
     #[test]

@@ -108,6 +108,18 @@ pub fn run(config_path: &Path) -> i32 {
             return EX_OSERR;
         }
     };
+    // The SMTP services' ports (25 and 587 need root) are bound now, before the drop.
+    let smtp_listeners = {
+        let _inside = runtime.enter();
+        match crate::smtpd::listener::bind_all(&cfg) {
+            Ok(listeners) => listeners,
+            Err(e) => {
+                mail_fatal!(SERVICE, "{e}");
+                let _ = std::fs::remove_file(crate::control::socket_path(&root));
+                return EX_OSERR;
+            }
+        }
+    };
     if let Err(e) = crate::deliver::smtp::sasl::open_tables(&cfg) {
         mail_warning!(SERVICE, "{e}");
     }
@@ -148,8 +160,14 @@ pub fn run(config_path: &Path) -> i32 {
     };
     let _ = tx.send(Work::Wake);
 
-    let signal =
-        runtime.block_on(server::serve(listener, signals, store.clone(), tx.clone(), config_path.to_path_buf()));
+    let signal = runtime.block_on(server::serve(
+        listener,
+        smtp_listeners,
+        signals,
+        store.clone(),
+        tx.clone(),
+        config_path.to_path_buf(),
+    ));
     let _ = tx.send(Work::Stop);
     let _ = worker.join();
     let _ = std::fs::remove_file(crate::control::socket_path(&root));

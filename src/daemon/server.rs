@@ -1,4 +1,4 @@
-//! The daemon's event loop: the control socket and signals.
+//! The daemon's event loop: the control socket, the SMTP services, and signals.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -58,11 +58,25 @@ pub fn install_signals() -> io::Result<Signals> {
 
 pub async fn serve(
     listener: std::os::unix::net::UnixListener,
+    smtp_listeners: Vec<crate::smtpd::listener::Listener>,
     signals: Signals,
     store: QueueStore,
     work: Sender<Work>,
     config_path: PathBuf,
 ) -> i32 {
+    // ETRN asks the queue worker for a flush, and a queued message wakes it, as the control
+    // socket's requests do.
+    let (flush, wake) = (work.clone(), work.clone());
+    let shared = crate::smtpd::listener::Shared::new(
+        store.clone(),
+        Box::new(move || {
+            let _ = flush.send(Work::Flush(None));
+        }),
+        Box::new(move || {
+            let _ = wake.send(Work::Wake);
+        }),
+    );
+    crate::smtpd::listener::serve(smtp_listeners, Arc::new(shared));
     let listener = match UnixListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -81,7 +95,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let (store, work) = (store.clone(), work.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, store, work)).await {
+                        if let Err(e) = answer(stream, store, work).await {
                             mail_warning!(SERVICE, "control client: {e}");
                         }
                     });
@@ -114,11 +128,13 @@ fn reload(config_path: &Path, work: &Sender<Work>) {
     }
 }
 
-async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) {
+/// Answers one client. Reading the request and writing each reply line are bounded by
+/// CLIENT_TIMEOUT; the wait for a flush's outcome is not (flush --wait has its own --timeout).
+async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) -> Result<(), tokio::time::error::Elapsed> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-    let reply = match reader.read_line(&mut line).await {
+    let reply = match tokio::time::timeout(CLIENT_TIMEOUT, reader.read_line(&mut line)).await? {
         Ok(_) => match serde_json::from_str::<Request>(line.trim_end()) {
             Ok(Request::Wake) => {
                 let _ = work.send(Work::Wake);
@@ -140,7 +156,7 @@ async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) {
                         break;
                     }
                     if write_reply(&mut write, &reply).await.is_err() {
-                        return;
+                        return Ok(());
                     }
                 }
                 last
@@ -155,10 +171,14 @@ async fn answer(stream: UnixStream, store: QueueStore, work: Sender<Work>) {
         Err(e) => Reply::Error { message: e.to_string() },
     };
     let _ = write_reply(&mut write, &reply).await;
+    Ok(())
 }
 
 async fn write_reply(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await
+    match tokio::time::timeout(CLIENT_TIMEOUT, write.write_all(&bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read its reply")),
+    }
 }

@@ -1,7 +1,9 @@
 //! Runs a batch of delivery jobs: one task per destination, each running sessions that take
 //! jobs from the destination's line until it is empty.
 //!
-//! Concurrency per destination starts at initial_destination_concurrency and grows by one
+//! Concurrency per destination starts at initial_destination_concurrency (those sessions
+//! connect at once: on a slow link a trial connection first would cost its round trips
+//! before the others start) and grows by one
 //! session per delivered job up to default_destination_concurrency_limit (0: no limit). A
 //! session that cannot be opened while others to the same destination work lowers it again.
 //! When no session can be opened at all, the destination is dead for the rest of the run:
@@ -107,8 +109,7 @@ async fn destination_task(run: Arc<RunState>, destination: Arc<Destination>, job
     let mut sessions = JoinSet::new();
     loop {
         // Start sessions up to the target while jobs wait for one.
-        // One session probes a destination until it answers: a dead one costs one attempt.
-        let target = if line.reached.load(Ordering::Relaxed) { line.target.load(Ordering::Relaxed) } else { 1 };
+        let target = line.target.load(Ordering::Relaxed);
         while line.dead().is_none() && sessions.len() < target && line.waiting() > sessions.len() {
             line.running.fetch_add(1, Ordering::Relaxed);
             sessions.spawn(session_task(run.clone(), destination.clone(), line.clone()));
@@ -159,9 +160,7 @@ async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: A
             Some(s) if s.is_usable() => s,
             _ => match smtp::connect(&run.cfg, &destination).await {
                 Ok(s) => {
-                    if !line.reached.swap(true, Ordering::Relaxed) {
-                        line.grow.notify_one();
-                    }
+                    line.reached.store(true, Ordering::Relaxed);
                     s
                 }
                 Err(failure) => {
@@ -172,8 +171,13 @@ async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: A
                         line.target.store(target.saturating_sub(1).max(1), Ordering::Relaxed);
                         put_back(&line, job);
                     } else {
-                        mail_info!(SERVICE, "destination {} is down: {}", destination.key, failure.text);
-                        *line.dead.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+                        // The sessions opened together all fail together: say so once.
+                        let mut dead = line.dead.lock().unwrap_or_else(|p| p.into_inner());
+                        if dead.is_none() {
+                            mail_info!(SERVICE, "destination {} is down: {}", destination.key, failure.text);
+                            *dead = Some(failure);
+                        }
+                        drop(dead);
                         put_back(&line, job);
                     }
                     break;

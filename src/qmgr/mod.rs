@@ -182,9 +182,14 @@ pub fn release_deferred(store: &QueueStore, flush: bool) -> io::Result<usize> {
                 continue;
             }
         };
-        if due && store.move_to(&id, QueueName::Deferred, QueueName::Incoming).is_ok() {
+        // No flush per file: a move a crash undoes leaves the message in deferred, where the
+        // next scan finds it again. One directory flush at the end makes the batch durable.
+        if due && store.move_unsynced(&id, QueueName::Deferred, QueueName::Incoming).is_ok() {
             released += 1;
         }
+    }
+    if released > 0 {
+        store.sync_dir(QueueName::Incoming)?;
     }
     Ok(released)
 }

@@ -248,6 +248,11 @@ impl QueueStore {
         Ok(())
     }
 
+    /// Make the names in one queue directory durable (after unsynced moves into it).
+    pub fn sync_dir(&self, queue: QueueName) -> io::Result<()> {
+        fsync_dir(&self.dir(queue))
+    }
+
     /// Move a file without waiting for the disk: for moves a crash may undo without harm
     /// (incoming → active: a message found back in incoming is simply handled again).
     pub fn move_unsynced(&self, id: &str, from: QueueName, to: QueueName) -> io::Result<()> {

@@ -9,6 +9,7 @@ Usage: sink.py PORT DIR [options]
   --size N                 announce SIZE N and refuse larger MAIL FROM SIZE= values
   --cut-after N            after 354, read N bytes of message data, then drop the connection
   --cut-times K            do --cut-after (or --drop-after-dot) only for the first K messages
+  --slow-data SECS         wait SECS before answering the final dot (a slow smarthost)
   --drop-after-dot         after 354, read the whole message and its final dot, then drop the
                            connection without a reply (the client cannot know it was taken)
   --tls-cert FILE          offer STARTTLS with this PEM certificate (chain) ...
@@ -42,6 +43,7 @@ class Recorder:
         self.replies = replies
         self.pipelining = pipelining
         self.count = 0
+        self.slow_data = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd handles pipelined input but does not announce PIPELINING itself.
@@ -58,6 +60,8 @@ class Recorder:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.slow_data:
+            await asyncio.sleep(self.slow_data)
         self.count += 1
         base = os.path.join(self.directory, str(self.count))
         with open(base + ".eml.tmp", "wb") as out:
@@ -173,6 +177,7 @@ def main():
     parser.add_argument("--cut-after", type=int, default=None)
     parser.add_argument("--cut-times", type=int, default=None)
     parser.add_argument("--drop-after-dot", action="store_true")
+    parser.add_argument("--slow-data", type=float, default=0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--require-tls", action="store_true")
@@ -185,6 +190,7 @@ def main():
         address, reply = item.split("=", 1)
         replies[address.lower()] = reply
     handler = Recorder(options.directory, replies, not options.no_pipelining)
+    handler.slow_data = options.slow_data
     server_class = make_server_class(options)
     extra = {}
     if options.tls_cert:

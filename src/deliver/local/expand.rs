@@ -456,15 +456,18 @@ impl<'a> Expander<'a> {
         if frame.chain.contains(&mark) {
             return Ok(false);
         }
+        // Without an extension the default forward_path names $home/.forward twice: look once.
+        let mut tried: Vec<String> = Vec::new();
         for template in self.cfg.forward_path() {
             let path = match self.expand_template(template, level, Some(user)) {
-                Ok(path) if path.starts_with('/') => path,
+                Ok(path) if path.starts_with('/') && !tried.contains(&path) => path,
                 Ok(_) => continue,
                 Err(reason) => {
                     self.warn(format!("forward_path entry \"{template}\": {reason}"));
                     continue;
                 }
             };
+            tried.push(path.clone());
             let Some((text, owner, mode)) = self.lookups.read_file(Path::new(&path), Some(user))? else {
                 continue;
             };
@@ -606,6 +609,8 @@ mod tests {
         users: Vec<Privs>,
         files: HashMap<PathBuf, (String, u32, u32)>,
         broken_aliases: bool,
+        /// Every path read_file was asked for.
+        reads: std::cell::RefCell<Vec<PathBuf>>,
     }
 
     impl Fake {
@@ -621,6 +626,7 @@ mod tests {
                 ],
                 files: HashMap::new(),
                 broken_aliases: false,
+                reads: Default::default(),
             }
         }
 
@@ -652,6 +658,7 @@ mod tests {
             Ok(self.users.iter().find(|u| u.uid == uid).cloned())
         }
         fn read_file(&self, path: &Path, _as_user: Option<&Privs>) -> Result<Option<(String, u32, u32)>, LocalError> {
+            self.reads.borrow_mut().push(path.to_path_buf());
             Ok(self.files.get(path).cloned())
         }
     }
@@ -1040,5 +1047,18 @@ mod tests {
         assert!(err.temporary);
         let err = expand(&config(""), "empty@example.com", &Fake::new(&[("empty", " , ")])).unwrap_err();
         assert_eq!(err.dsn, "4.3.0");
+    }
+
+    #[test]
+    fn the_same_forward_file_is_read_once() {
+        // Default forward_path without an extension: $home/.forward and $home/.forward again.
+        let fake = Fake::new(&[]);
+        let cfg =
+            Config::from_toml_str("myhostname = \"mail.example.com\"\n", Path::new("/etc/tidemail/tidemail.toml"))
+                .unwrap();
+        run(&cfg, &fake, "tom@mail.example.com");
+        let reads = fake.reads.borrow();
+        let forward: Vec<_> = reads.iter().filter(|p| p.ends_with(".forward")).collect();
+        assert_eq!(forward.len(), 1, "{reads:?}");
     }
 }

@@ -67,7 +67,8 @@ impl Env {
         fs::write(
             &config,
             format!(
-                "myhostname = \"mail.test.example\"\nqueue_directory = \"{}\"\n{defer}{owner}{extra}\n",
+                "{}myhostname = \"mail.test.example\"\nqueue_directory = \"{}\"\n{defer}{owner}{extra}\n",
+                test_service(extra),
                 queue.display()
             ),
         )
@@ -101,7 +102,8 @@ impl Env {
             owner.push_str("alias_maps = []\n");
         }
         let queue = format!("queue_directory = \"{}\"\n", env.queue.display());
-        fs::write(&env.config, format!("{queue}{owner}{}\n", kept.join("\n"))).unwrap();
+        let text = kept.join("\n");
+        fs::write(&env.config, format!("{}{queue}{owner}{text}\n", test_service(&text))).unwrap();
         env
     }
 
@@ -177,6 +179,16 @@ impl Env {
         wait_for("the daemon's control socket", Duration::from_secs(10), || socket.exists() || daemon.exited());
         daemon
     }
+}
+
+/// Unless the configuration has its own, an SMTP service on loopback and a free port: a test
+/// daemon never listens on port 25 or on the machine's other addresses.
+fn test_service(config: &str) -> String {
+    if config.contains("[service.") || config.contains("service =") {
+        return String::new();
+    }
+    // An inline table, first in the file: lines appended later stay top-level settings.
+    format!("service = {{ smtp = {{ address = \"127.0.0.1\", port = {} }} }}\n", sink::free_port())
 }
 
 fn unique(mut path: PathBuf) -> PathBuf {

@@ -484,3 +484,114 @@ fn service_overrides_make_their_own_configuration() {
     let default = none.services();
     assert_eq!((default.len(), default[0].name.as_str(), default[0].port, default[0].explicit), (1, "smtp", 25, false));
 }
+
+/// Python: a session from `source` (an address on loopback); prints each reply code.
+const RELAY_PROBE: &str = r#"
+import smtplib, sys
+port, source = int(sys.argv[1]), sys.argv[2]
+s = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0))
+s.ehlo("client.test")
+s.mail("a@client.test")
+for rcpt in sys.argv[3:]:
+    code, text = s.rcpt(rcpt)
+    print(rcpt, code, text.decode())
+s.quit()
+"#;
+
+#[test]
+fn not_an_open_relay_by_default() {
+    if !python_ok() {
+        return;
+    }
+    let port = free_port();
+    // Only 127.0.0.1 is trusted; the client comes from 127.0.0.2.
+    let env = smtpd_env(port, "mynetworks = [\"127.0.0.1/32\"]\n", "");
+    let daemon = start(&env, port);
+    let tricks = [
+        "victim@remote.example",
+        "victim@REMOTE.EXAMPLE",
+        "victim%remote.example@mail.test.example",
+        "@mail.test.example:victim@remote.example",
+        "remote.example!victim@mail.test.example",
+        "\"victim@remote.example\"@mail.test.example",
+        "victim@[192.0.2.1]",
+    ];
+    let mut args = vec![port.to_string(), "127.0.0.2".to_string()];
+    args.extend(tricks.iter().map(|t| t.to_string()));
+    args.push("postmaster@mail.test.example".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_python(RELAY_PROBE, &refs);
+    for trick in tricks {
+        let line = out.lines().find(|l| l.starts_with(&format!("{trick} "))).unwrap_or_default();
+        assert!(
+            line.contains(" 454 ") || line.contains(" 554 ") || line.contains(" 550 "),
+            "{trick} was accepted: {out}"
+        );
+    }
+    let local = out.lines().find(|l| l.starts_with("postmaster@mail.test.example ")).unwrap();
+    assert!(local.contains(" 250 "), "{out}");
+    let log = daemon.log();
+    assert!(log.contains("NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 454 4.7.1 <victim@remote.example>: Relay access denied; from=<a@client.test> to=<victim@remote.example> proto=ESMTP helo=<client.test>"), "{log}");
+    // From the trusted address the same remote recipient is accepted.
+    let out = run_python(RELAY_PROBE, &[&port.to_string(), "127.0.0.1", "victim@remote.example"]);
+    assert!(out.contains("victim@remote.example 250"), "{out}");
+}
+
+#[test]
+fn auth_over_tls_permits_relaying_and_is_not_offered_in_clear() {
+    if !python_ok() {
+        return;
+    }
+    let port = free_port();
+    let probe = Env::new();
+    let Some((cert, key, ca)) = tls_files(&probe) else { return };
+    // A passwd-file with a SHA-512-crypt hash (openssl passwd -6), readable by mail_owner only.
+    let hash = Command::new("openssl").args(["passwd", "-6", "-salt", "saltsalt", "s3cret"]).output().unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    let passwords = probe.write_file("passwd", &format!("alice:{}", hash.trim()));
+    if common::is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        nix::unistd::chown(&passwords, Some(nobody.uid), None).unwrap();
+    }
+    std::fs::set_permissions(&passwords, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let service = format!(
+        "smtpd_tls_security_level = \"may\"\nsmtpd_tls_cert_file = \"{}\"\nsmtpd_tls_key_file = \"{}\"\n\
+         smtpd_sasl_auth_enable = true\nsmtpd_sasl_type = \"passwd-file\"\nsmtpd_sasl_path = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        passwords.display()
+    );
+    let env = smtpd_env(port, "mynetworks = [\"192.0.2.0/24\"]\n", &service);
+    let daemon = start(&env, port);
+
+    let mut c = Raw::connect(port);
+    c.reply();
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(!ehlo.contains("AUTH"), "AUTH offered without TLS: {ehlo}");
+    c.cmd("QUIT");
+
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+s.ehlo("client.test")
+code, _ = s.mail("a@client.test"); r = s.rcpt("far@remote.example"); print("before auth", r[0]); s.rset()
+s.starttls(context=ctx)
+s.ehlo("client.test")
+try:
+    s.login("alice", "wrong")
+except smtplib.SMTPAuthenticationError as e:
+    print("bad password", e.smtp_code)
+s.login("alice", sys.argv[3])
+s.sendmail("alice@client.test", ["far@remote.example"], b"Subject: auth\r\nMessage-ID: <auth-1@client.test>\r\n\r\nrelayed\r\n")
+print("sent")
+s.quit()
+"#;
+    let out = run_python(script, &[&port.to_string(), &ca.display().to_string(), "s3cret"]);
+    assert!(out.contains("before auth 454"), "{out}");
+    assert!(out.contains("bad password 535"), "{out}");
+    assert!(out.contains("sent"), "{out}");
+    let id = daemon.queue_id_of("<auth-1@client.test>");
+    let log = daemon.log();
+    assert!(log.contains(&format!("{id}: client=unknown[127.0.0.1], sasl_method=PLAIN, sasl_username=alice")), "{log}");
+}

@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::net::TcpStream;
 
-use super::credentials::Check;
+use super::credentials::{Check, Connection};
 use super::data::{DataReader, Fed};
 use super::listener::{ServiceContext, Shared};
 use super::reply;
@@ -87,9 +87,12 @@ struct Session {
     last_code: u16,
     /// The last command, for "lost connection after X".
     last_command: String,
+    /// Our own address on this connection (told to Dovecot as lip=).
+    local: Option<std::net::IpAddr>,
 }
 
 pub async fn run(stream: TcpStream, peer: SocketAddr, svc: Arc<ServiceContext>, shared: Arc<Shared>) {
+    let local = stream.local_addr().ok().map(|a| a.ip());
     let ip = peer.ip();
     let ip = match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
@@ -124,6 +127,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, svc: Arc<ServiceContext>, 
         counts: vec![(0, 0); COUNTED.len()],
         last_code: 0,
         last_command: "CONNECT".into(),
+        local,
     };
     mail_info!(SERVICE, "connect from {}", session.peer);
     session.serve().await;
@@ -909,7 +913,8 @@ impl Session {
         };
         let (authzid, user, password) = credentials;
         let Some(verifier) = &self.svc.verifier else { return Flow::Go };
-        match verifier.check(authzid.as_deref(), &user, &password, self.client.addr).await {
+        let connection = Connection { client: self.client.addr, local: self.local, secured: self.client.tls };
+        match verifier.check_with(authzid.as_deref(), &user, &password, connection).await {
             Check::Ok { username } => {
                 self.client.sasl_username = Some(username);
                 self.sasl_method = Some(mechanism);

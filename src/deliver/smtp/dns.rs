@@ -4,6 +4,9 @@
 //!   random order), each exchanger's A then AAAA addresses; a domain without MX records is its
 //!   own exchanger (implicit MX); a null MX (`0 .`, RFC 7505) refuses mail.
 //! - [`DnsResolver::host_relays`]: a host's own A/AAAA addresses (`[host]` next hops).
+//! - For the SMTP server's restrictions: [`DnsResolver::mail_domain`], [`DnsResolver::ipv4_addresses`]
+//!   (DNSBLs), [`DnsResolver::txt_records`], [`DnsResolver::reverse_names`] and
+//!   [`DnsResolver::host_addresses`] (the client's name).
 //!
 //! Names are looked up as given (fully qualified: no `search`/`domain` suffixes from
 //! resolv.conf), and never in the hosts file: that is the caller's business, and with
@@ -273,6 +276,117 @@ impl DnsResolver {
     }
 }
 
+/// Lookups for the SMTP server's restrictions (reject_unknown_*, DNSBLs, the client's name).
+/// Each is one name and one record type within [`LOOKUP_DEADLINE`]; the restrictions put their
+/// own, shorter bound (smtpd_dns_timeout) around them. Errors keep NXDOMAIN, "no records" and
+/// temporary failures apart, because the reply codes differ.
+impl DnsResolver {
+    /// The A records of `name`.
+    pub async fn ipv4_addresses(&self, name: &str) -> Result<Vec<std::net::Ipv4Addr>, ResolveError> {
+        let lookup = bounded(self.inner.ipv4_lookup(fqdn(name, "A")?)).await.map_err(|f| f.into_error(name, "A"))?;
+        let found: Vec<std::net::Ipv4Addr> = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(ResolveError::NoData { name: name.to_string(), rtype: "A" });
+        }
+        Ok(found)
+    }
+
+    /// The TXT records of `name`, each record's strings joined.
+    pub async fn txt_records(&self, name: &str) -> Result<Vec<String>, ResolveError> {
+        let lookup = bounded(self.inner.txt_lookup(fqdn(name, "TXT")?)).await.map_err(|f| f.into_error(name, "TXT"))?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => {
+                    Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The PTR names of an address (without the trailing dot, lower case).
+    pub async fn reverse_names(&self, addr: IpAddr) -> Result<Vec<String>, ResolveError> {
+        let arpa = reverse_name(addr);
+        let lookup =
+            bounded(self.inner.reverse_lookup(fqdn(&arpa, "PTR")?)).await.map_err(|f| f.into_error(&arpa, "PTR"))?;
+        let names: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::PTR(ptr) => Some(ptr.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Err(ResolveError::NoData { name: arpa, rtype: "PTR" });
+        }
+        Ok(names)
+    }
+
+    /// A host's A and AAAA addresses (one of them answering is enough).
+    pub async fn host_addresses(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        self.addresses(host).await
+    }
+
+    /// Whether mail can be addressed to `domain`: it has MX records (not a null MX), else an A or
+    /// AAAA record. Ok when it has; NotFound for NXDOMAIN, NoData for a name without such
+    /// records, NullMx, or Temporary.
+    pub async fn mail_domain(&self, domain: &str) -> Result<(), ResolveError> {
+        match bounded(self.inner.mx_lookup(fqdn(domain, "MX")?)).await {
+            Ok(lookup) => {
+                let exchangers: Vec<&Name> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some(&mx.exchange),
+                        _ => None,
+                    })
+                    .collect();
+                if !exchangers.is_empty() && exchangers.iter().all(|name| name.is_root()) {
+                    return Err(ResolveError::NullMx { domain: domain.to_string() });
+                }
+                if !exchangers.is_empty() {
+                    return Ok(());
+                }
+                self.addresses(domain).await.map(|_| ())
+            }
+            Err(Failure::NoData) => self.addresses(domain).await.map(|_| ()),
+            Err(failure) => Err(failure.into_error(domain, "MX")),
+        }
+    }
+}
+
+/// The `in-addr.arpa` / `ip6.arpa` name of an address (IPv4-mapped IPv6 as IPv4).
+pub fn reverse_name(addr: IpAddr) -> String {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    };
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(v6) => format!("{}.ip6.arpa", reversed_nibbles(v6)),
+    }
+}
+
+/// An IPv6 address as reversed hex nibbles separated by dots (`1.0.0.0...8.b.d.0.1.0.0.2`), the
+/// form both ip6.arpa and DNSBLs use.
+pub fn reversed_nibbles(v6: std::net::Ipv6Addr) -> String {
+    let hex: String = v6.octets().iter().map(|byte| format!("{byte:02x}")).collect();
+    hex.chars().rev().map(String::from).collect::<Vec<_>>().join(".")
+}
+
 /// How a lookup failed, in the terms that decide bounce or defer.
 #[derive(Debug, Clone)]
 enum Failure {
@@ -388,6 +502,15 @@ mod tests {
         }
         // 6 orders exist; 200 draws that all landed on one would mean no shuffling.
         assert!(seen.len() > 1, "{seen:?}");
+    }
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(reverse_name("192.0.2.1".parse().unwrap()), "1.2.0.192.in-addr.arpa");
+        assert_eq!(reverse_name("::ffff:192.0.2.1".parse().unwrap()), "1.2.0.192.in-addr.arpa");
+        let v6 = reverse_name("2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
+        assert!(v6.ends_with("8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
     }
 
     #[test]

@@ -81,6 +81,7 @@ async fn mixed_recipient_results_in_one_pipelined_transaction() {
     assert_eq!(record["helo"], "client.test");
     assert_eq!(record["esmtp"], true);
     assert_eq!(record["pipelined"], true, "MAIL, RCPT and DATA should go in one write");
+    assert_eq!(record["via"], "DATA", "no CHUNKING offered: DATA");
 }
 
 #[tokio::test]
@@ -373,4 +374,279 @@ async fn postfix_smtp_sink_accepts_a_message() {
     session.quit().await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+// CHUNKING (RFC 3030): the sink's --chunking mode takes BDAT, which aiosmtpd itself does not.
+
+/// Content whose lines start with dots, 8-bit text and no final newline; longer than one read.
+fn dotted_content(lines: usize) -> String {
+    let mut content = String::from(
+        "Subject: dots\n\n.\n..\n.leading dot\nmiddle . dot\n. \nCaf\u{e9} \u{2603}\n\nend without newline",
+    );
+    for i in 0..lines {
+        content.push_str(&format!("\n.{i} line"));
+    }
+    content
+}
+
+#[tokio::test]
+async fn bdat_when_chunking_is_offered_content_byte_exact_and_unstuffed() {
+    let Some(sink) = Sink::start(&["--chunking"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    assert!(session.capabilities().chunking && session.capabilities().pipelining);
+    assert!(session.pipelines_messages());
+    // One chunk, then more than BDAT_CHUNK (1 MiB): several chunks, the last with LAST.
+    for lines in [20_000, 120_000] {
+        let content = dotted_content(lines);
+        let results = session.send(message("a@client.test", &["x@sink.test"], content.as_bytes())).await.unwrap();
+        assert_eq!(summary(&results), [(0, 250, "2.0.0", Outcome::Delivered)]);
+        assert_eq!(results[0].stage, Stage::EndOfData);
+    }
+    session.quit().await;
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    for ((record, received), lines) in messages.iter().zip([20_000, 120_000]) {
+        assert_eq!(record["via"], "BDAT");
+        assert_eq!(record["pipelined"], true, "MAIL, RCPT and BDAT should go in one write");
+        // CRLF line ends (one added at the end, as for DATA); dots exactly as written.
+        let expected = format!("{}\r\n", dotted_content(lines).replace('\n', "\r\n"));
+        assert!(received == expected.as_bytes(), "content differs at the sink ({lines} lines)");
+        let options = record["mail_options"].as_array().unwrap();
+        assert!(options.contains(&"BODY=8BITMIME".into()), "{options:?}");
+    }
+}
+
+#[tokio::test]
+async fn bdat_with_refused_recipients_and_with_every_recipient_refused() {
+    let Some(sink) = Sink::start(&[
+        "--chunking",
+        "--reply",
+        "later@sink.test=450 4.2.1 <later@sink.test>: mailbox busy",
+        "--reply",
+        "nobody@sink.test=550 5.1.1 <nobody@sink.test>: Recipient address rejected",
+    ]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let mixed = ["one@sink.test", "later@sink.test", "nobody@sink.test", "two@sink.test"];
+    let results = session.send(message("a@client.test", &mixed, TEXT)).await.unwrap();
+    assert_eq!(
+        summary(&results),
+        [
+            (0, 250, "2.0.0", Outcome::Delivered),
+            (1, 450, "4.2.1", Outcome::Deferred),
+            (2, 550, "5.1.1", Outcome::Bounced),
+            (3, 250, "2.0.0", Outcome::Delivered),
+        ]
+    );
+    assert_eq!(results[2].stage, Stage::Rcpt);
+    // Every recipient refused: the server answers BDAT with 554; each keeps its RCPT reply.
+    let refused = session.send(message("a@client.test", &["nobody@sink.test", "later@sink.test"], TEXT)).await.unwrap();
+    assert_eq!(summary(&refused), [(0, 550, "5.1.1", Outcome::Bounced), (1, 450, "4.2.1", Outcome::Deferred)]);
+    assert!(refused.iter().all(|r| r.stage == Stage::Rcpt), "{refused:?}");
+    // The session goes on (RSET first).
+    let after = session.send(message("", &["three@sink.test"], b"after\n")).await.unwrap();
+    assert_eq!(summary(&after), [(0, 250, "2.0.0", Outcome::Delivered)]);
+    session.quit().await;
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "nothing may be delivered when every recipient was refused");
+    assert_eq!(messages[0].0["rcpt_tos"], serde_json::json!(["one@sink.test", "two@sink.test"]));
+    assert_eq!(messages[1].0["rcpt_tos"], serde_json::json!(["three@sink.test"]));
+    assert_eq!(messages[1].1, b"after\r\n");
+    assert!(messages.iter().all(|(record, _)| record["via"] == "BDAT"));
+}
+
+#[tokio::test]
+async fn bdat_messages_written_before_earlier_replies_are_read() {
+    let Some(sink) = Sink::start(&["--chunking", "--reply", "nobody@sink.test=550 5.1.1 no such user"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let batch: [(&str, &[&str], &[u8]); 4] = [
+        ("a@client.test", &["x@sink.test"], b"first\n"),
+        ("a@client.test", &["nobody@sink.test"], b"never\n"),
+        ("a@client.test", &["y@sink.test", "nobody@sink.test"], b"third\n"),
+        ("", &["z@sink.test"], b"fourth\n"),
+    ];
+    let mut tickets = Vec::new();
+    for (sender, recipients, content) in batch {
+        tickets.push(session.submit(message(sender, recipients, content)).await.unwrap());
+    }
+    assert_eq!(session.unanswered(), 4);
+    let mut results = Vec::new();
+    for ticket in tickets {
+        results
+            .push(summary(&session.collect(ticket).await.unwrap()).into_iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+    }
+    assert_eq!(results, [vec![(0, 250)], vec![(0, 550)], vec![(0, 250), (1, 550)], vec![(0, 250)]]);
+    assert_eq!(session.unanswered(), 0);
+    assert!(session.is_usable());
+    session.quit().await;
+
+    let messages = sink.messages();
+    let contents: Vec<&[u8]> = messages.iter().map(|(_, c)| c.as_slice()).collect();
+    assert_eq!(contents, [&b"first\r\n"[..], b"third\r\n", b"fourth\r\n"]);
+    assert_eq!(messages[2].0["mail_from"], "<>");
+    assert!(messages.iter().all(|(record, _)| record["peer"] == messages[0].0["peer"]), "one connection");
+}
+
+#[tokio::test]
+async fn connection_cut_after_the_bdat_chunk_may_have_delivered() {
+    let Some(sink) = Sink::start(&["--chunking", "--drop-after-dot"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let error = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap_err();
+    // The whole chunk went out: the server may have taken it (the queue manager flags a
+    // possible duplicate for this stage).
+    assert!(matches!(error, SessionError::Lost { stage: Stage::EndOfData, .. }), "{error:?}");
+    assert!(error.to_string().contains("message may be sent more than once"), "{error}");
+    assert_eq!((error.is_temporary(), error.status().as_str()), (true, "4.4.2"));
+    assert!(!session.is_usable());
+    let dropped = std::fs::read_to_string(sink.dir.path().join("dropped.log")).unwrap();
+    assert_eq!(dropped.trim(), format!("{}", TEXT.len() + 4), "the sink read the whole chunk (CRLF added)");
+}
+
+#[tokio::test]
+async fn connection_cut_with_messages_unanswered_fails_each_as_possibly_delivered() {
+    let Some(sink) = Sink::start(&["--chunking", "--drop-after-dot"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let first = session.submit(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
+    // The second may or may not be written before the cut is seen.
+    let second = session.submit(message("a@client.test", &["y@sink.test"], TEXT)).await;
+    let error = session.collect(first).await.unwrap_err();
+    assert!(matches!(error, SessionError::Lost { stage: Stage::EndOfData, .. }), "{error:?}");
+    if let Ok(second) = second {
+        let error = session.collect(second).await.unwrap_err();
+        assert!(matches!(error, SessionError::Lost { stage: Stage::EndOfData, .. }), "{error:?}");
+    }
+    assert!(!session.is_usable() && session.unanswered() == 0);
+}
+
+#[tokio::test]
+async fn connection_cut_during_a_bdat_chunk_defers_the_message() {
+    let Some(sink) = Sink::start(&["--chunking", "--cut-after", "300"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let body: Vec<u8> = (0..50_000).flat_map(|i| format!("line {i} of a message cut short\n").into_bytes()).collect();
+    let error = session.send(message("a@client.test", &["x@sink.test"], &body)).await.unwrap_err();
+    assert!(error.is_temporary(), "{error}");
+    // Cut before the chunk was written whole: Content; after (it all fit in the socket
+    // buffers), the client cannot tell and must assume it may have arrived.
+    assert!(matches!(error, SessionError::Lost { stage: Stage::Content | Stage::EndOfData, .. }), "{error:?}");
+    assert!(!session.is_usable());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sink.messages().is_empty(), "nothing may be recorded as sent");
+}
+
+#[tokio::test]
+async fn unreadable_content_under_bdat_is_found_before_anything_is_written() {
+    let Some(sink) = Sink::start(&["--chunking"]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    let outgoing = Outgoing {
+        sender: "a@client.test".to_string(),
+        recipients: vec!["x@sink.test".to_string()],
+        size: 1000,
+        body_8bit: false,
+        content: FailingContent(100),
+    };
+    let error = session.send(outgoing).await.unwrap_err();
+    assert!(matches!(error, SessionError::Content { .. }), "{error:?}");
+    // Nothing of it went out (the content is read before the envelope is written).
+    assert!(session.is_usable());
+    let results = session.send(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
+    assert_eq!(results[0].outcome(), Outcome::Delivered);
+    session.quit().await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].1, b"Subject: test\r\nFrom: alice@client.test\r\n\r\nHello.\r\n");
+}
+
+#[tokio::test]
+async fn data_when_chunking_is_not_offered() {
+    let Some(sink) = Sink::start(&[]) else {
+        return;
+    };
+    let mut session = connect(&sink).await;
+    assert!(!session.capabilities().chunking && !session.pipelines_messages());
+    // submit() without CHUNKING does the whole transaction: the ticket holds the results.
+    let ticket = session.submit(message("a@client.test", &["x@sink.test"], TEXT)).await.unwrap();
+    assert_eq!(session.unanswered(), 0);
+    let results = session.collect(ticket).await.unwrap();
+    assert_eq!(results[0].outcome(), Outcome::Delivered);
+    session.quit().await;
+    assert_eq!(sink.records()[0]["via"], "DATA");
+}
+
+#[tokio::test]
+async fn shared_kit_pysink_takes_bdat() {
+    // The benchmark kit's sink (../shared/bench/pysink.py, standard library only), when
+    // present: a second, independent server with CHUNKING.
+    let pysink = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/pysink.py");
+    if !pysink.exists() {
+        eprintln!("skipped: {} is not there", pysink.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, ready) = (dir.path().join("log"), dir.path().join("ready"));
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(&pysink)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--chunking"])
+        .arg("--log")
+        .arg(&log)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut session = Session::connect("pysink.test", &[addr], &settings()).await.unwrap();
+    assert!(session.pipelines_messages());
+    let contents: Vec<String> =
+        (0..5).map(|i| format!("Message-ID: <m{i}@client.test>\n\n.{i}\n{}", "x".repeat(i * 100_000))).collect();
+    let mut tickets = Vec::new();
+    for content in &contents {
+        tickets.push(session.submit(message("a@client.test", &["x@sink.test"], content.as_bytes())).await.unwrap());
+    }
+    for ticket in tickets {
+        let results = session.collect(ticket).await.unwrap();
+        assert_eq!(results[0].outcome(), Outcome::Delivered, "{results:?}");
+    }
+    session.quit().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(String, u64, String)> = lines
+        .iter()
+        .map(|l| {
+            (l["mid"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap(), l["via"].as_str().unwrap().into())
+        })
+        .collect();
+    let expected: Vec<(String, u64, String)> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut wire = c.replace('\n', "\r\n");
+            if !wire.ends_with("\r\n") {
+                wire.push_str("\r\n");
+            }
+            (format!("<m{i}@client.test>"), wire.len() as u64, "BDAT".to_string())
+        })
+        .collect();
+    assert_eq!(got, expected);
 }

@@ -6,7 +6,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::address;
 use crate::config::Config;
-use crate::queue::{Envelope, Notify, Origin, QueueError, Recipient, Ret, Submission};
+use crate::queue::{Envelope, Origin, QueueError, Recipient, Ret, Submission};
+use crate::smtpd::session::{parse_rcpt, split_path};
 use crate::submit::maildrop;
 use crate::sysexits::EX_OK;
 
@@ -104,7 +105,7 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                 },
                 "RCPT" => match tx.as_mut() {
                     None => self.reply("503 5.5.1 Error: need MAIL command")?,
-                    Some(t) => match parse_rcpt(arg) {
+                    Some(t) => match parse_rcpt(arg).map_err(str::to_string) {
                         Ok(r) => {
                             t.recipients.push(r);
                             self.reply("250 2.1.5 Ok")?
@@ -209,77 +210,5 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
             }
             Err(_) => "451 4.3.0 Error: queue file write error".into(),
         })
-    }
-}
-
-/// Split `FROM:<a@b> KEY=VALUE ...` into the path and upper-cased parameters.
-fn split_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<(String, String)>)> {
-    if arg.len() < keyword.len() || !arg[..keyword.len()].eq_ignore_ascii_case(keyword) {
-        return None;
-    }
-    let rest = arg[keyword.len()..].trim_start();
-    let (path, params) = if rest.starts_with('<') {
-        let end = rest.find('>')?;
-        (&rest[..=end], &rest[end + 1..])
-    } else {
-        rest.split_once(' ').unwrap_or((rest, ""))
-    };
-    let params = params
-        .split_whitespace()
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_ascii_uppercase(), v.to_string())
-        })
-        .collect();
-    Some((path, params))
-}
-
-fn parse_rcpt(arg: &str) -> Result<Recipient, String> {
-    let (path, params) = split_path(arg, "TO:").ok_or("501 5.5.4 Syntax: RCPT TO:<address>")?;
-    let address = address::parse_path(path).map_err(|e| format!("501 5.1.3 Bad recipient address syntax: {e}"))?;
-    if address.is_empty() {
-        return Err("501 5.1.3 Bad recipient address syntax".into());
-    }
-    let mut rcpt = Recipient::new(address);
-    for (key, value) in params {
-        match key.as_str() {
-            "NOTIFY" => {
-                for word in value.split(',') {
-                    rcpt.notify.push(match word.to_ascii_uppercase().as_str() {
-                        "NEVER" => Notify::Never,
-                        "SUCCESS" => Notify::Success,
-                        "FAILURE" => Notify::Failure,
-                        "DELAY" => Notify::Delay,
-                        _ => return Err("501 5.5.4 Error: Bad NOTIFY parameter syntax".into()),
-                    });
-                }
-            }
-            "ORCPT" if !value.is_empty() => rcpt.orcpt = Some(value),
-            _ => return Err(format!("555 5.5.4 Unsupported option: {key}")),
-        }
-    }
-    Ok(rcpt)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_paths_and_params() {
-        let (p, params) = split_path("FROM:<a@b> SIZE=10 body=8bitmime", "FROM:").unwrap();
-        assert_eq!(p, "<a@b>");
-        assert_eq!(params, vec![("SIZE".into(), "10".into()), ("BODY".into(), "8bitmime".into())]);
-        assert_eq!(split_path("from: <>", "FROM:").unwrap().0, "<>");
-        assert!(split_path("TO:<a@b>", "FROM:").is_none());
-    }
-
-    #[test]
-    fn rcpt_dsn_parameters() {
-        let r = parse_rcpt("TO:<x@y> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y").unwrap();
-        assert_eq!(r.notify, vec![Notify::Success, Notify::Failure]);
-        assert_eq!(r.orcpt.as_deref(), Some("rfc822;x@y"));
-        assert!(parse_rcpt("TO:<x@y> NOTIFY=SOMETIMES").is_err());
-        assert!(parse_rcpt("TO:<>").is_err());
     }
 }

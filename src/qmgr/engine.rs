@@ -11,6 +11,13 @@
 //! connection (one warning says so), so a down smarthost is not hammered. The next run (a
 //! flush, or the next queue scan) tries afresh.
 //!
+//! When the server takes PIPELINING and CHUNKING, a session writes its next messages before
+//! the replies to the earlier ones are read (up to [`MAX_UNANSWERED`] waiting), so a long
+//! round trip is paid about once per window rather than once per message. Each message's
+//! durable in-flight mark is written before its first byte is, and its results are recorded
+//! once its replies are read; a connection lost with messages unanswered defers them all,
+//! each flagged as a possible duplicate.
+//!
 //! File work (reading content, recording results) runs on tokio's blocking threads, so a slow
 //! disk does not stall the sessions.
 
@@ -24,12 +31,17 @@ use tokio::task::JoinSet;
 
 use super::finish;
 use super::plan::Job;
-use super::smtp::{self, Destination, Failure};
+use super::smtp::{self, Broken, Destination, Failure, Sent};
 use super::{MessageOutcome, MessageReport, RunState, SERVICE};
 use crate::deliver::smtp::Session;
 use crate::queue::store::now_us;
 use crate::queue::{QueueError, QueueName};
 use crate::{mail_info, mail_warning};
+
+/// Messages one session may have written and not yet read the replies to. Enough to keep a
+/// satellite link (600 ms round trip) busy with small messages; each is deferred and flagged
+/// as a possible duplicate if the connection is lost before its replies arrive.
+pub const MAX_UNANSWERED: usize = 8;
 
 /// Runs every job; returns when all are recorded.
 pub async fn deliver(run: Arc<RunState>, jobs: Vec<Job>) {
@@ -147,8 +159,16 @@ async fn destination_task(run: Arc<RunState>, destination: Arc<Destination>, job
     }
 }
 
+/// A job written to the session, its replies still to be read.
+struct Unanswered {
+    job: Job,
+    sent: Sent,
+    started_us: i64,
+}
+
 async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: Arc<Line>) {
     let mut session: Option<Session> = None;
+    let mut unanswered: VecDeque<Unanswered> = VecDeque::new();
     while let Some(job) = line.next_job() {
         let job_started = now_us();
         if line.dead().is_some() {
@@ -158,35 +178,42 @@ async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: A
         let connect_started = Instant::now();
         let mut open = match session.take() {
             Some(s) if s.is_usable() => s,
-            _ => match smtp::connect(&run.cfg, &destination).await {
-                Ok(s) => {
-                    line.reached.store(true, Ordering::Relaxed);
-                    s
+            broken => {
+                // What a broken session still owes is settled before another is opened.
+                if let Some(mut s) = broken {
+                    settle_all(&run, &line, &mut s, &mut unanswered).await;
                 }
-                Err(failure) => {
-                    let others = line.running.load(Ordering::Relaxed) > 1;
-                    if others && line.reached.load(Ordering::Relaxed) {
-                        // Others get through: this destination wants fewer sessions.
-                        let target = line.target.load(Ordering::Relaxed);
-                        line.target.store(target.saturating_sub(1).max(1), Ordering::Relaxed);
-                        put_back(&line, job);
-                    } else {
-                        // The sessions opened together all fail together: say so once.
-                        let mut dead = line.dead.lock().unwrap_or_else(|p| p.into_inner());
-                        if dead.is_none() {
-                            mail_info!(SERVICE, "destination {} is down: {}", destination.key, failure.text);
-                            *dead = Some(failure);
-                        }
-                        drop(dead);
-                        put_back(&line, job);
+                match smtp::connect(&run.cfg, &destination).await {
+                    Ok(s) => {
+                        line.reached.store(true, Ordering::Relaxed);
+                        s
                     }
-                    break;
+                    Err(failure) => {
+                        let others = line.running.load(Ordering::Relaxed) > 1;
+                        if others && line.reached.load(Ordering::Relaxed) {
+                            // Others get through: this destination wants fewer sessions.
+                            let target = line.target.load(Ordering::Relaxed);
+                            line.target.store(target.saturating_sub(1).max(1), Ordering::Relaxed);
+                            put_back(&line, job);
+                        } else {
+                            // The sessions opened together all fail together: say so once.
+                            let mut dead = line.dead.lock().unwrap_or_else(|p| p.into_inner());
+                            if dead.is_none() {
+                                mail_info!(SERVICE, "destination {} is down: {}", destination.key, failure.text);
+                                *dead = Some(failure);
+                            }
+                            drop(dead);
+                            put_back(&line, job);
+                        }
+                        break;
+                    }
                 }
-            },
+            }
         };
         let setup = connect_started.elapsed();
 
-        // The content, and the durable in-flight mark, off the event loop.
+        // The content, and the durable in-flight mark, off the event loop; the mark is on
+        // disk before the message's first byte is written.
         let prepared = {
             let (run, job) = (run.clone(), job.clone());
             tokio::task::spawn_blocking(move || prepare(&run, &job)).await
@@ -205,45 +232,73 @@ async fn session_task(run: Arc<RunState>, destination: Arc<Destination>, line: A
             }
         };
 
-        let sent = smtp::send(&mut open, &job.sender, &job.recipients, &content, setup).await;
+        let submitted = smtp::submit(&mut open, &job.sender, &job.recipients, &content, setup).await;
         drop(content);
-        let (attempts, duplicate) = match sent {
-            Ok(attempts) => {
-                let target = line.target.load(Ordering::Relaxed);
-                if target < line.limit {
-                    line.target.store(target + 1, Ordering::Relaxed);
-                    line.grow.notify_one();
-                }
-                (attempts, None)
-            }
-            Err(broken) => {
-                let indices: Vec<usize> = job.recipients.iter().map(|(i, _)| *i).collect();
-                let duplicate = broken.possible_duplicate.then(|| {
-                    format!(
-                        "the connection to {} was lost after the message was sent and before the server answered",
-                        broken.failure.relay
-                    )
-                });
-                (broken.failure.defer_all(&indices), duplicate)
-            }
-        };
-        if open.is_usable() {
-            session = Some(open);
+        match submitted {
+            Ok(sent) => unanswered.push_back(Unanswered { job, sent, started_us: job_started }),
+            Err(broken) => settle(&run, &line, job, Err(broken), job_started).await,
         }
-        let recorded = {
-            let run = run.clone();
-            tokio::task::spawn_blocking(move || {
-                finish::record(&run, &job, &attempts, duplicate, job_started, Some("smtp"))
-            })
-            .await
-        };
-        if let Err(e) = recorded {
-            mail_warning!(SERVICE, "recording results: {e}");
+        // Read replies while too many are due; all of them when the session does not pipeline
+        // messages (or broke: what was written before the break may still be answered).
+        let window = if open.pipelines_messages() { MAX_UNANSWERED } else { 0 };
+        while unanswered.len() > window {
+            settle_next(&run, &line, &mut open, &mut unanswered).await;
         }
+        session = Some(open);
+    }
+    if let Some(open) = session.as_mut() {
+        settle_all(&run, &line, open, &mut unanswered).await;
     }
     line.running.fetch_sub(1, Ordering::Relaxed);
-    if let Some(session) = session {
+    if let Some(session) = session
+        && session.is_usable()
+    {
         session.quit().await;
+    }
+}
+
+/// Reads the replies to the oldest unanswered job and records its results.
+async fn settle_next(run: &Arc<RunState>, line: &Line, session: &mut Session, unanswered: &mut VecDeque<Unanswered>) {
+    let Some(Unanswered { job, sent, started_us }) = unanswered.pop_front() else { return };
+    let result = smtp::collect(session, sent, &job.recipients).await;
+    settle(run, line, job, result, started_us).await;
+}
+
+async fn settle_all(run: &Arc<RunState>, line: &Line, session: &mut Session, unanswered: &mut VecDeque<Unanswered>) {
+    while !unanswered.is_empty() {
+        settle_next(run, line, session, unanswered).await;
+    }
+}
+
+/// Records a job's results; a delivered job lets the destination have one more session.
+async fn settle(run: &Arc<RunState>, line: &Line, job: Job, result: Result<Vec<smtp::Attempt>, Broken>, started: i64) {
+    let (attempts, duplicate) = match result {
+        Ok(attempts) => {
+            let target = line.target.load(Ordering::Relaxed);
+            if target < line.limit {
+                line.target.store(target + 1, Ordering::Relaxed);
+                line.grow.notify_one();
+            }
+            (attempts, None)
+        }
+        Err(broken) => {
+            let indices: Vec<usize> = job.recipients.iter().map(|(i, _)| *i).collect();
+            let duplicate = broken.possible_duplicate.then(|| {
+                format!(
+                    "the connection to {} was lost after the message was sent and before the server answered",
+                    broken.failure.relay
+                )
+            });
+            (broken.failure.defer_all(&indices), duplicate)
+        }
+    };
+    let recorded = {
+        let run = run.clone();
+        tokio::task::spawn_blocking(move || finish::record(&run, &job, &attempts, duplicate, started, Some("smtp")))
+            .await
+    };
+    if let Err(e) = recorded {
+        mail_warning!(SERVICE, "recording results: {e}");
     }
 }
 

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) use super::soft;
 use crate::config::Config;
+use crate::deliver::smtp::client::Ticket;
 use crate::deliver::smtp::{
-    ClientSettings, NextHop, Outcome, Outgoing, Relay, Session, SessionError, Stage, credentials_for, relayhost,
+    ClientSettings, NextHop, Outcome, Outgoing, RcptResult, Relay, Session, SessionError, Stage, credentials_for,
+    relayhost,
 };
 
 /// The transports the SMTP client serves (Postfix's master.cf runs smtp(8) for both).
@@ -152,7 +154,15 @@ pub struct Broken {
     pub possible_duplicate: bool,
 }
 
-/// Sends one message to `recipients` (index, address) over `session`.
+/// A message written to a session, its replies perhaps still to be read.
+pub struct Sent {
+    ticket: Ticket,
+    relay: Relay,
+    setup: Duration,
+    started: Instant,
+}
+
+/// Sends one message to `recipients` (index, address) over `session` and reads the replies.
 pub async fn send(
     session: &mut Session,
     sender: &str,
@@ -160,6 +170,19 @@ pub async fn send(
     content: &[u8],
     setup: Duration,
 ) -> Result<Vec<Attempt>, Broken> {
+    let sent = submit(session, sender, recipients, content, setup).await?;
+    collect(session, sent, recipients).await
+}
+
+/// Writes one message to `recipients` (index, address); [`collect`] reads its replies (at once
+/// unless the session pipelines messages, [`Session::pipelines_messages`]).
+pub async fn submit(
+    session: &mut Session,
+    sender: &str,
+    recipients: &[(usize, String)],
+    content: &[u8],
+    setup: Duration,
+) -> Result<Sent, Broken> {
     let relay: Relay = session.relay().clone();
     let message = Outgoing {
         sender: sender.to_string(),
@@ -169,45 +192,71 @@ pub async fn send(
         content,
     };
     let started = Instant::now();
-    let sent = session.send(message).await;
+    match session.submit(message).await {
+        Ok(ticket) => Ok(Sent { ticket, relay, setup, started }),
+        Err(e) => Err(broken(&e, &relay)),
+    }
+}
+
+/// The results of a submitted message, one [`Attempt`] per recipient. Messages submitted
+/// over one session are collected in the order they were submitted.
+pub async fn collect(
+    session: &mut Session,
+    sent: Sent,
+    recipients: &[(usize, String)],
+) -> Result<Vec<Attempt>, Broken> {
+    let Sent { ticket, relay, setup, started } = sent;
+    let replies = session.collect(ticket).await;
     let transmission = started.elapsed();
-    match sent {
-        Ok(replies) => {
-            let mut results: Vec<Attempt> = recipients
-                .iter()
-                .map(|&(index, _)| Attempt {
-                    index,
-                    outcome: Outcome::Deferred,
-                    dsn: "4.3.0".into(),
-                    text: "no result from the SMTP client".into(),
-                    relay: relay.to_string(),
-                    link: true,
-                    setup,
-                    transmission,
-                })
-                .collect();
-            for reply in replies {
-                let Some(result) = results.get_mut(reply.index) else { continue };
-                result.outcome = reply.outcome();
-                result.text = reply.diagnostic(&relay);
-                result.link = false;
-                result.dsn = match result.outcome {
-                    // A deferral never carries a 5.x.x status: that would read as a verdict.
-                    Outcome::Deferred => soft(&reply.status),
-                    _ => reply.status.clone(),
-                };
-            }
-            Ok(results)
-        }
-        Err(e) => Err(Broken {
-            possible_duplicate: at_end_of_data(&e),
-            failure: Failure {
-                dsn: soft(&e.status()),
-                text: postfix_text(&e.to_string()),
-                relay: relay.to_string(),
-                permanent: false,
-            },
-        }),
+    match replies {
+        Ok(replies) => Ok(attempts(recipients, replies, &relay, setup, transmission)),
+        Err(e) => Err(broken(&e, &relay)),
+    }
+}
+
+fn attempts(
+    recipients: &[(usize, String)],
+    replies: Vec<RcptResult>,
+    relay: &Relay,
+    setup: Duration,
+    transmission: Duration,
+) -> Vec<Attempt> {
+    let mut results: Vec<Attempt> = recipients
+        .iter()
+        .map(|&(index, _)| Attempt {
+            index,
+            outcome: Outcome::Deferred,
+            dsn: "4.3.0".into(),
+            text: "no result from the SMTP client".into(),
+            relay: relay.to_string(),
+            link: true,
+            setup,
+            transmission,
+        })
+        .collect();
+    for reply in replies {
+        let Some(result) = results.get_mut(reply.index) else { continue };
+        result.outcome = reply.outcome();
+        result.text = reply.diagnostic(relay);
+        result.link = false;
+        result.dsn = match result.outcome {
+            // A deferral never carries a 5.x.x status: that would read as a verdict.
+            Outcome::Deferred => soft(&reply.status),
+            _ => reply.status.clone(),
+        };
+    }
+    results
+}
+
+fn broken(e: &SessionError, relay: &Relay) -> Broken {
+    Broken {
+        possible_duplicate: at_end_of_data(e),
+        failure: Failure {
+            dsn: soft(&e.status()),
+            text: postfix_text(&e.to_string()),
+            relay: relay.to_string(),
+            permanent: false,
+        },
     }
 }
 

@@ -976,8 +976,9 @@ fn split_plain(bytes: &[u8]) -> Option<(Option<String>, String, String)> {
     Some((authzid, user.to_string(), password.to_string()))
 }
 
-/// `FROM:<a@b> KEY=VALUE ...` into the path and the upper-cased parameter names.
-fn split_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<(String, String)>)> {
+/// `FROM:<a@b> KEY=VALUE ...` into the path and the upper-cased parameter names (also used by
+/// `sendmail -bs`).
+pub(crate) fn split_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<(String, String)>)> {
     let head = arg.get(..keyword.len())?;
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
@@ -1002,7 +1003,8 @@ fn split_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<(String, 
     Some((path, params))
 }
 
-fn parse_rcpt(arg: &str) -> Result<Recipient, &'static str> {
+/// `TO:<a@b> NOTIFY=... ORCPT=...`, or the reply that refuses it (also used by `sendmail -bs`).
+pub(crate) fn parse_rcpt(arg: &str) -> Result<Recipient, &'static str> {
     let (path, params) = split_path(arg, "TO:").ok_or(reply::SYNTAX_RCPT)?;
     let address = address::parse_path(path).map_err(|_| reply::BAD_RECIPIENT)?;
     if address.is_empty() {

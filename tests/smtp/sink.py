@@ -18,9 +18,12 @@ Usage: sink.py PORT DIR [options]
   --auth USER:PASS         offer AUTH PLAIN LOGIN (after TLS only, unless --auth-plaintext)
                            and accept these credentials
   --auth-plaintext         offer AUTH without TLS too
+  --chunking               announce CHUNKING and take BDAT (RFC 3030; aiosmtpd has no BDAT of
+                           its own); --cut-after and --drop-after-dot then apply to the chunk
+                           data: drop after N bytes of it, or after the whole LAST chunk
 
 Every accepted message becomes DIR/N.json (envelope, HELO name, peer, whether the client
-pipelined MAIL, whether the session was TLS, the authenticated user) and DIR/N.eml (the
+pipelined MAIL, whether the session was TLS, the authenticated user, "via": DATA or BDAT) and DIR/N.eml (the
 content as received: CRLF kept, dots unstuffed). Every AUTH command appends "MECHANISM" (never
 the credentials) to DIR/auth.log.
 Prints "ready" on stdout once listening.
@@ -44,12 +47,15 @@ class Recorder:
         self.pipelining = pipelining
         self.count = 0
         self.slow_data = 0
+        self.chunking = False
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd handles pipelined input but does not announce PIPELINING itself.
         session.host_name = hostname
         if self.pipelining:
             responses.insert(1, "250-PIPELINING")
+        if self.chunking:
+            responses.insert(1, "250-CHUNKING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -77,6 +83,7 @@ class Recorder:
             "tls": session.ssl is not None,
             "tls_version": tls_version(session),
             "auth_user": auth_user(session),
+            "via": getattr(envelope, "via", "DATA"),
         }
         with open(base + ".json.tmp", "w") as out:
             json.dump(record, out)
@@ -161,6 +168,46 @@ def make_server_class(options):
                 received += len(chunk)
             self.transport.abort()
 
+        async def smtp_BDAT(self, arg):
+            words = (arg or "").split()
+            if not options.chunking or not words or not words[0].isdigit() or len(words) > 2:
+                await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+                return
+            size = int(words[0])
+            last = len(words) == 2 and words[1].upper() == "LAST"
+            cutting = options.cut_after is not None or (options.drop_after_dot and last)
+            if options.cut_times is not None and cutting:
+                cutting = CUTS["done"] < options.cut_times
+            if cutting and self.envelope.rcpt_tos:
+                CUTS["done"] += 1
+                wanted = size if options.cut_after is None else min(size, options.cut_after)
+                data = await self._reader.readexactly(wanted)
+                if options.cut_after is None:
+                    with open(os.path.join(options.directory, "dropped.log"), "a") as log:
+                        log.write("%d\n" % len(data))
+                self.transport.abort()
+                return
+            # The chunk is read whole whatever the answer, so the next command lines up.
+            data = await self._reader.readexactly(size)
+            if self.envelope.mail_from is None:
+                await self.push("503 5.5.1 Error: need MAIL command")
+                return
+            if not self.envelope.rcpt_tos:
+                await self.push("554 5.5.1 Error: no valid recipients")
+                return
+            chunks = getattr(self.envelope, "chunks", [])
+            chunks.append(data)
+            self.envelope.chunks = chunks
+            if not last:
+                await self.push("250 2.0.0 Ok: %d octets" % size)
+                return
+            self.envelope.original_content = b"".join(chunks)
+            self.envelope.content = self.envelope.original_content
+            self.envelope.via = "BDAT"
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+            self._set_post_data_state()
+            await self.push(status)
+
     return Sink
 
 
@@ -183,6 +230,7 @@ def main():
     parser.add_argument("--require-tls", action="store_true")
     parser.add_argument("--auth")
     parser.add_argument("--auth-plaintext", action="store_true")
+    parser.add_argument("--chunking", action="store_true")
     options = parser.parse_args()
 
     replies = {}
@@ -191,6 +239,7 @@ def main():
         replies[address.lower()] = reply
     handler = Recorder(options.directory, replies, not options.no_pipelining)
     handler.slow_data = options.slow_data
+    handler.chunking = options.chunking
     server_class = make_server_class(options)
     extra = {}
     if options.tls_cert:

@@ -1,6 +1,13 @@
 //! The SMTP client session: greeting, EHLO (HELO when EHLO is refused), then any number of
 //! messages, each as MAIL FROM, RCPT TO for every recipient, DATA and the content; QUIT at the end.
 //!
+//! When the server offers PIPELINING and CHUNKING (RFC 3030), a message goes as MAIL FROM, the
+//! RCPT TOs and `BDAT <n> LAST` with the content in one write, and its replies are read after:
+//! one round trip, none for a 354. [`Session::submit`] writes a message and
+//! [`Session::collect`] reads its replies, so that further messages can be written before the
+//! replies to earlier ones are read; each such message starts with RSET, which makes it
+//! independent of how the one before it ended.
+//!
 //! Each command's wait is bounded by its `smtp_*_timeout`. A per-recipient result comes back
 //! for every message; anything that breaks the conversation (connection lost, timeout, a reply
 //! that is not SMTP) is a [`SessionError`], which is temporary for every recipient of the
@@ -155,6 +162,8 @@ pub struct Capabilities {
     /// SIZE was offered; the limit, 0 when the server named none.
     pub size: Option<u64>,
     pub eight_bit_mime: bool,
+    /// CHUNKING (BDAT, RFC 3030).
+    pub chunking: bool,
     pub enhanced_status_codes: bool,
     pub starttls: bool,
     pub auth: bool,
@@ -379,10 +388,47 @@ pub struct Session {
     /// The user name AUTH succeeded with.
     authenticated: Option<String>,
     /// A transaction was started (MAIL accepted) and not completed: RSET before the next.
+    /// Reflects the last transaction whose replies were read.
     needs_rset: bool,
     /// An error ended the conversation.
     broken: bool,
+    /// Messages written whose replies are still to be read ([`Session::collect`]).
+    unanswered: usize,
+    /// Sequence numbers of the next pending ticket and of the next one to collect.
+    next_ticket: u64,
+    next_collect: u64,
+    /// Reading a reply failed: the replies to the messages still unanswered will not come.
+    replies_lost: bool,
 }
+
+/// A message handed to [`Session::submit`]: its results, or the replies still to be read.
+/// Tickets are collected in the order they were issued.
+#[must_use = "a ticket's replies must be collected"]
+pub struct Ticket {
+    state: TicketState,
+}
+
+enum TicketState {
+    Done(Vec<RcptResult>),
+    Pending { seq: u64, flight: Box<InFlight> },
+}
+
+/// What was written for a message under BDAT, to match the replies against.
+struct InFlight {
+    /// RSET went first.
+    rset: bool,
+    /// The recipients sent in RCPT TO, in order.
+    rcpts: Vec<usize>,
+    /// Results decided without the server (bad addresses).
+    results: Vec<Option<RcptResult>>,
+    /// BDAT commands sent; the last one carried LAST.
+    chunks: usize,
+}
+
+/// Message content per BDAT command (the whole message when smaller).
+const BDAT_CHUNK: usize = 1 << 20;
+/// The size of each write of content: each gets smtp_data_xfer_timeout, as with DATA.
+const WRITE_PIECE: usize = 64 * 1024;
 
 impl Session {
     /// Connects to the first address that answers with a greeting and completes EHLO/HELO,
@@ -440,6 +486,10 @@ impl Session {
             authenticated: None,
             needs_rset: false,
             broken: false,
+            unanswered: 0,
+            next_ticket: 0,
+            next_collect: 0,
+            replies_lost: false,
         };
         let greeting = session.reply(Stage::Greeting, settings.helo_timeout).await?;
         if !greeting.is_positive() {
@@ -465,6 +515,18 @@ impl Session {
     /// Whether another message can go over this session.
     pub fn is_usable(&self) -> bool {
         !self.broken
+    }
+
+    /// Whether [`Session::submit`] leaves the replies for later (PIPELINING and CHUNKING), so
+    /// that more messages may be written before earlier ones are collected. Otherwise each
+    /// submit reads its replies itself.
+    pub fn pipelines_messages(&self) -> bool {
+        !self.broken && self.capabilities.pipelining && self.capabilities.chunking
+    }
+
+    /// Messages submitted and not yet collected.
+    pub fn unanswered(&self) -> usize {
+        self.unanswered
     }
 
     /// What STARTTLS negotiated; None for a session in plaintext.
@@ -623,12 +685,26 @@ impl Session {
 
     /// Sends one message and returns a result for each recipient, in recipient order. A
     /// rejection by the server (of the sender, of recipients, of the content) is a result; an
-    /// error means the session is over and the whole message is to be tried again.
+    /// error means the session is over and the whole message is to be tried again. Not while
+    /// submitted messages wait to be collected.
     pub async fn send<R: AsyncRead + Unpin>(&mut self, message: Outgoing<R>) -> Result<Vec<RcptResult>, SessionError> {
+        debug_assert_eq!(self.unanswered, 0, "send() with messages still to be collected");
+        let ticket = self.submit(message).await?;
+        self.collect(ticket).await
+    }
+
+    /// Writes one message. With PIPELINING and CHUNKING its replies are left to
+    /// [`Session::collect`], and further messages may be submitted before that; otherwise (or
+    /// when nothing needed sending) the ticket already holds the results. The content is read
+    /// whole before this returns. An error means this message was not accepted (its last
+    /// chunk was not written whole) and the session cannot take another; messages submitted
+    /// before it are still to be collected.
+    pub async fn submit<R: AsyncRead + Unpin>(&mut self, message: Outgoing<R>) -> Result<Ticket, SessionError> {
+        let done = |results| Ticket { state: TicketState::Done(results) };
         if self.broken {
             return Err(SessionError::Closed { peer: self.relay.peer() });
         }
-        let Outgoing { sender, recipients, size, body_8bit, mut content } = message;
+        let Outgoing { sender, recipients, size, body_8bit, content } = message;
         let local = |code: u16, status: &str, text: String| {
             (0..recipients.len())
                 .map(|index| RcptResult {
@@ -641,21 +717,17 @@ impl Session {
                 .collect::<Vec<_>>()
         };
         if recipients.is_empty() {
-            return Ok(Vec::new());
+            return Ok(done(Vec::new()));
         }
         if let Some(limit) = self.capabilities.size
             && limit > 0
             && size > limit
         {
             let text = format!("message size {size} exceeds size limit {limit} of server {}", self.relay.peer());
-            return Ok(local(552, "5.3.4", text));
+            return Ok(done(local(552, "5.3.4", text)));
         }
         if !is_sendable(&sender) {
-            return Ok(local(501, "5.1.7", format!("bad sender address syntax: {sender:?}")));
-        }
-
-        if self.needs_rset {
-            self.rset().await?;
+            return Ok(done(local(501, "5.1.7", format!("bad sender address syntax: {sender:?}"))));
         }
 
         let mut mail = format!("MAIL FROM:<{sender}>");
@@ -678,22 +750,46 @@ impl Session {
             }
         }
         if rcpt_lines.is_empty() {
-            return Ok(results.into_iter().flatten().collect());
+            return Ok(done(results.into_iter().flatten().collect()));
         }
+        if self.pipelines_messages() {
+            return self.submit_bdat(mail, rcpt_lines, results, content).await;
+        }
+        debug_assert_eq!(self.unanswered, 0, "DATA behind messages still to be collected");
+        self.send_data(mail, rcpt_lines, results, content).await.map(done)
+    }
 
+    /// MAIL, RCPT, DATA and the content, each reply read in turn (the envelope in one write
+    /// with PIPELINING).
+    async fn send_data<R: AsyncRead + Unpin>(
+        &mut self,
+        mail: String,
+        rcpt_lines: Vec<(usize, String)>,
+        mut results: Vec<Option<RcptResult>>,
+        mut content: R,
+    ) -> Result<Vec<RcptResult>, SessionError> {
         let pipelining = self.capabilities.pipelining;
+        // An RSET for an unfinished transaction goes in the same write as the envelope.
+        let pipelined_rset = self.needs_rset && pipelining;
+        if self.needs_rset && !pipelining {
+            self.rset().await?;
+        }
         let timeouts = (self.settings.mail_timeout, self.settings.rcpt_timeout, self.settings.data_init_timeout);
         // Postfix: "(in reply to ...)" names the command; with pipelining all go in one write.
         let mail_reply;
         let mut accepted: Vec<usize> = Vec::new();
         let data_reply;
         if pipelining {
-            let mut batch = mail.into_bytes();
+            let mut batch = if pipelined_rset { b"RSET\r\n".to_vec() } else { Vec::new() };
+            batch.extend_from_slice(mail.as_bytes());
             for (_, line) in &rcpt_lines {
                 batch.extend_from_slice(line.as_bytes());
             }
             batch.extend_from_slice(b"DATA\r\n");
             self.write(&batch, Stage::Mail, timeouts.0).await?;
+            if pipelined_rset {
+                self.rset_reply().await?;
+            }
             mail_reply = self.reply(Stage::Mail, timeouts.0).await?;
             for (index, _) in &rcpt_lines {
                 let reply = self.reply(Stage::Rcpt, timeouts.1).await?;
@@ -758,6 +854,147 @@ impl Session {
         Ok(results.into_iter().flatten().collect())
     }
 
+    /// [RSET,] MAIL, the RCPTs and `BDAT <n> LAST` with the content (CRLF line ends, no dot
+    /// stuffing), in one write; a larger message as several BDAT chunks, all written before
+    /// any reply is read.
+    async fn submit_bdat<R: AsyncRead + Unpin>(
+        &mut self,
+        mail: String,
+        rcpt_lines: Vec<(usize, String)>,
+        results: Vec<Option<RcptResult>>,
+        mut content: R,
+    ) -> Result<Ticket, SessionError> {
+        // Behind an unanswered message the server's state is unknown: RSET makes it clean.
+        let rset = self.needs_rset || self.unanswered > 0;
+        let mut head = if rset { b"RSET\r\n".to_vec() } else { Vec::new() };
+        head.extend_from_slice(mail.as_bytes());
+        for (_, line) in &rcpt_lines {
+            head.extend_from_slice(line.as_bytes());
+        }
+        let timeout = self.settings.data_xfer_timeout;
+        let mut encoder = DataEncoder::for_bdat();
+        let mut input = vec![0u8; 64 * 1024];
+        let mut body = Vec::with_capacity(input.len() + input.len() / 8);
+        let mut chunks = 0;
+        loop {
+            let n = match content.read(&mut input).await {
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    if chunks > 0 {
+                        // Part of the message is at the server: never follow it with LAST.
+                        self.broken = true;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+                    }
+                    return Err(SessionError::Content { error });
+                }
+            };
+            let last = n == 0;
+            if last {
+                encoder.finish(&mut body);
+            } else {
+                encoder.encode(&input[..n], &mut body);
+                if body.len() < BDAT_CHUNK {
+                    continue;
+                }
+            }
+            let command = format!("BDAT {}{}\r\n", body.len(), if last { " LAST" } else { "" });
+            head.extend_from_slice(command.as_bytes());
+            head.extend_from_slice(&body);
+            body.clear();
+            self.write_pieces(&head, Stage::Content, timeout).await?;
+            head.clear();
+            chunks += 1;
+            if last {
+                break;
+            }
+        }
+        let rcpts = rcpt_lines.into_iter().map(|(index, _)| index).collect();
+        let seq = self.next_ticket;
+        self.next_ticket += 1;
+        self.unanswered += 1;
+        let flight = Box::new(InFlight { rset, rcpts, results, chunks });
+        Ok(Ticket { state: TicketState::Pending { seq, flight } })
+    }
+
+    /// The results of a submitted message, reading its replies if they are still due. Tickets
+    /// are to be collected in the order they were issued. Every message submitted before the
+    /// one that broke the session is still collected: its replies may have arrived. A
+    /// connection lost (or timed out) while replies were due is [`Stage::EndOfData`]: the
+    /// whole message was written, so the server may have taken it.
+    pub async fn collect(&mut self, ticket: Ticket) -> Result<Vec<RcptResult>, SessionError> {
+        let (seq, flight) = match ticket.state {
+            TicketState::Done(results) => return Ok(results),
+            TicketState::Pending { seq, flight } => (seq, flight),
+        };
+        debug_assert_eq!(seq, self.next_collect, "tickets collected out of order");
+        self.next_collect += 1;
+        self.unanswered -= 1;
+        if self.replies_lost {
+            return Err(SessionError::Lost { peer: self.relay.peer(), stage: Stage::EndOfData });
+        }
+        match self.read_flight(*flight).await {
+            Ok(results) => Ok(results),
+            Err(error) => {
+                self.replies_lost = true;
+                self.broken = true;
+                Err(match error {
+                    SessionError::Lost { peer, .. } => SessionError::Lost { peer, stage: Stage::EndOfData },
+                    SessionError::Timeout { peer, .. } => SessionError::Timeout { peer, stage: Stage::EndOfData },
+                    SessionError::Io { peer, error, .. } => SessionError::Io { peer, stage: Stage::EndOfData, error },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// The replies to one BDAT transaction, in the order its commands went.
+    async fn read_flight(&mut self, flight: InFlight) -> Result<Vec<RcptResult>, SessionError> {
+        let InFlight { rset, rcpts, mut results, chunks } = flight;
+        if rset {
+            self.rset_reply().await?;
+        }
+        let mail_reply = self.reply(Stage::Mail, self.settings.mail_timeout).await?;
+        let mut accepted = Vec::new();
+        for &index in &rcpts {
+            let reply = self.reply(Stage::Rcpt, self.settings.rcpt_timeout).await?;
+            if mail_reply.is_positive() && reply.is_positive() {
+                accepted.push(index);
+            }
+            results[index] = Some(RcptResult::from_reply(index, &reply, Stage::Rcpt));
+        }
+        // The first chunk refused decides; else the reply to LAST.
+        let mut verdict: Option<(Reply, Stage)> = None;
+        for chunk in 0..chunks {
+            let (stage, timeout) = if chunk + 1 == chunks {
+                (Stage::EndOfData, self.settings.data_done_timeout)
+            } else {
+                (Stage::Content, self.settings.data_xfer_timeout)
+            };
+            let reply = self.reply(stage, timeout).await?;
+            if verdict.is_none() && (!reply.is_positive() || chunk + 1 == chunks) {
+                verdict = Some((reply, stage));
+            }
+        }
+        if !mail_reply.is_positive() {
+            // The sender was refused: that reply is every recipient's; BDAT got a 503.
+            for &index in &rcpts {
+                results[index] = Some(RcptResult::from_reply(index, &mail_reply, Stage::Mail));
+            }
+            self.needs_rset = false;
+        } else if accepted.is_empty() {
+            // No recipient: BDAT was answered 503/554 and nothing was delivered. The
+            // transaction may still be open at the server.
+            self.needs_rset = true;
+        } else if let Some((reply, stage)) = verdict {
+            for &index in &accepted {
+                results[index] = Some(RcptResult::from_reply(index, &reply, stage));
+            }
+            self.needs_rset = !reply.is_positive();
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
     /// Ends the session politely (QUIT, the reply awaited for smtp_quit_timeout at most).
     pub async fn quit(mut self) {
         if !self.broken {
@@ -770,9 +1007,12 @@ impl Session {
     }
 
     async fn rset(&mut self) -> Result<(), SessionError> {
-        let timeout = self.settings.rset_timeout;
-        self.write(b"RSET\r\n", Stage::Rset, timeout).await?;
-        let reply = self.reply(Stage::Rset, timeout).await?;
+        self.write(b"RSET\r\n", Stage::Rset, self.settings.rset_timeout).await?;
+        self.rset_reply().await
+    }
+
+    async fn rset_reply(&mut self) -> Result<(), SessionError> {
+        let reply = self.reply(Stage::Rset, self.settings.rset_timeout).await?;
         if !reply.is_positive() {
             return Err(self.refused(Stage::Rset, reply).await);
         }
@@ -805,6 +1045,14 @@ impl Session {
             encoder.encode(&input[..n], &mut output);
             self.write(&output, Stage::Content, timeout).await?;
         }
+    }
+
+    /// Writes `bytes` in pieces, each within `timeout` (a slow link still moves).
+    async fn write_pieces(&mut self, bytes: &[u8], stage: Stage, timeout: Duration) -> Result<(), SessionError> {
+        for piece in bytes.chunks(WRITE_PIECE) {
+            self.write(piece, stage, timeout).await?;
+        }
+        Ok(())
     }
 
     /// Writes and flushes `bytes` within `timeout`.
@@ -893,6 +1141,7 @@ fn parse_ehlo(raw: &[u8], reply: &Reply) -> Capabilities {
             capabilities.pipelining = has(smtp_proto::EXT_PIPELINING);
             capabilities.size = has(smtp_proto::EXT_SIZE).then_some(ehlo.size as u64);
             capabilities.eight_bit_mime = has(smtp_proto::EXT_8BIT_MIME);
+            capabilities.chunking = has(smtp_proto::EXT_CHUNKING);
             capabilities.enhanced_status_codes = has(smtp_proto::EXT_ENHANCED_STATUS_CODES);
             capabilities.starttls = has(smtp_proto::EXT_START_TLS);
             capabilities.auth = has(smtp_proto::EXT_AUTH);
@@ -906,6 +1155,7 @@ fn parse_ehlo(raw: &[u8], reply: &Reply) -> Capabilities {
                     "PIPELINING" => capabilities.pipelining = true,
                     "SIZE" => capabilities.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                     "8BITMIME" => capabilities.eight_bit_mime = true,
+                    "CHUNKING" => capabilities.chunking = true,
                     "ENHANCEDSTATUSCODES" => capabilities.enhanced_status_codes = true,
                     "STARTTLS" => capabilities.starttls = true,
                     "AUTH" => capabilities.auth = true,
@@ -920,19 +1170,27 @@ fn parse_ehlo(raw: &[u8], reply: &Reply) -> Capabilities {
 
 /// Turns stored content (LF line ends) into the DATA stream: CRLF line ends (an LF already
 /// preceded by CR is kept as is), a "." doubled at the start of a line, and the final ".".
+/// For BDAT ([`DataEncoder::for_bdat`]) only the line ends: the size says where it ends.
 #[derive(Debug)]
 pub struct DataEncoder {
     at_line_start: bool,
     after_cr: bool,
+    /// DATA: dot-stuffing and the final ".".
+    dots: bool,
 }
 
 impl Default for DataEncoder {
     fn default() -> DataEncoder {
-        DataEncoder { at_line_start: true, after_cr: false }
+        DataEncoder { at_line_start: true, after_cr: false, dots: true }
     }
 }
 
 impl DataEncoder {
+    /// CRLF line ends only, and no final ".".
+    pub fn for_bdat() -> DataEncoder {
+        DataEncoder { dots: false, ..DataEncoder::default() }
+    }
+
     /// Appends the encoded form of `input` to `output`.
     pub fn encode(&mut self, input: &[u8], output: &mut Vec<u8>) {
         for &byte in input {
@@ -945,7 +1203,7 @@ impl DataEncoder {
                 self.after_cr = false;
                 continue;
             }
-            if self.at_line_start && byte == b'.' {
+            if self.dots && self.at_line_start && byte == b'.' {
                 output.push(b'.');
             }
             output.push(byte);
@@ -954,12 +1212,14 @@ impl DataEncoder {
         }
     }
 
-    /// Appends the end of the data: a line end if the content lacked one, then ".".
+    /// Appends the end of the data: a line end if the content lacked one, then "." (DATA).
     pub fn finish(&mut self, output: &mut Vec<u8>) {
         if !self.at_line_start {
             output.extend_from_slice(b"\r\n");
         }
-        output.extend_from_slice(b".\r\n");
+        if self.dots {
+            output.extend_from_slice(b".\r\n");
+        }
         self.at_line_start = true;
         self.after_cr = false;
     }
@@ -988,6 +1248,20 @@ mod tests {
         }
         assert_eq!(encode_in_pieces(b"", 10), b".\r\n");
         assert_eq!(encode_in_pieces(b"a\n", 10), b"a\r\n.\r\n");
+    }
+
+    #[test]
+    fn bdat_content_is_not_stuffed() {
+        let mut encoder = DataEncoder::for_bdat();
+        let mut out = Vec::new();
+        encoder.encode(b".\n..x\r\nlast", &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(out, b".\r\n..x\r\nlast\r\n");
+        let mut out = Vec::new();
+        let mut encoder = DataEncoder::for_bdat();
+        encoder.encode(b"a\n", &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(out, b"a\r\n", "no line end added, no final dot");
     }
 
     #[test]
@@ -1158,6 +1432,70 @@ mod tests {
         let capabilities = parse_ehlo(raw, &reply);
         assert!(capabilities.auth && capabilities.starttls);
         assert_eq!(capabilities.auth_mechanisms, ["LOGIN", "PLAIN"]);
+    }
+
+    /// A server on the other end of an in-memory stream that answers each batch ending in
+    /// `until` with `reply`; returns what it received.
+    fn answering(
+        script: Vec<(&'static [u8], &'static [u8])>,
+    ) -> (Box<dyn Transport>, tokio::task::JoinHandle<Vec<u8>>) {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            server.write_all(b"220 pipe ESMTP\r\n").await.unwrap();
+            for (until, reply) in script {
+                while !got.ends_with(until) {
+                    match server.read(&mut buf).await {
+                        Ok(0) | Err(_) => return got,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                server.write_all(reply).await.unwrap();
+            }
+            got
+        });
+        (Box::new(client), task)
+    }
+
+    #[tokio::test]
+    async fn bdat_on_the_wire() {
+        let (stream, server) = answering(vec![
+            (b"\r\n", b"250-pipe\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n"),
+            // Two messages written before a reply is read; the second begins with RSET.
+            (
+                b"y\r\n",
+                b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no\r\n250 2.0.0 queued\r\n\
+                  250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
+            ),
+            (b"QUIT\r\n", b"221 bye\r\n"),
+        ]);
+        let relay = Relay::new("pipe", "127.0.0.1:25".parse().unwrap());
+        let mut session = Session::start(stream, relay, &ClientSettings::new("client.test")).await.unwrap();
+        assert!(session.pipelines_messages());
+        let outgoing = |recipients: &[&str], content: &'static [u8]| Outgoing {
+            sender: "a@client.test".into(),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            size: content.len() as u64,
+            body_8bit: !content.is_ascii(),
+            content,
+        };
+        let first = session.submit(outgoing(&["b@pipe", "c@pipe"], "Hi \u{e9}\n.\nx".as_bytes())).await.unwrap();
+        let second = session.submit(outgoing(&["c@pipe"], b"y")).await.unwrap();
+        let first = session.collect(first).await.unwrap();
+        assert_eq!((first[0].code, first[0].stage, first[1].code), (250, Stage::EndOfData, 550));
+        // Every recipient refused: the 554 to BDAT is nobody's result.
+        let second = session.collect(second).await.unwrap();
+        assert_eq!((second.len(), second[0].code, second[0].stage), (1, 550, Stage::Rcpt));
+        session.quit().await;
+        let wire = String::from_utf8(server.await.unwrap()).unwrap();
+        assert_eq!(
+            wire,
+            "EHLO client.test\r\nMAIL FROM:<a@client.test> SIZE=9 BODY=8BITMIME\r\nRCPT TO:<b@pipe>\r\n\
+             RCPT TO:<c@pipe>\r\nBDAT 13 LAST\r\nHi \u{e9}\r\n.\r\nx\r\n\
+             RSET\r\nMAIL FROM:<a@client.test> SIZE=1\r\nRCPT TO:<c@pipe>\r\nBDAT 3 LAST\r\ny\r\n\
+             QUIT\r\n"
+        );
     }
 
     #[tokio::test]
